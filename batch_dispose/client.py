@@ -1,0 +1,204 @@
+"""The End Preview Call request: building it safely, sending it once, and classifying the reply.
+
+`classify` / `classify_error` are the one place that decides what an answer means:
+
+================================================  ============  =====================================
+answer                                            status        next
+================================================  ============  =====================================
+connect refused/failed, DNS, TLS, connect or      failed        retried: the request never arrived
+pool timeout, 429, 503
+200 with the API's JSON                           disposed
+403                                               unauthorized  3 in a row stop the run
+500, 200 with `"error": true`                     failed        the server's message is kept
+other 4xx, 3xx                                    failed        status and an excerpt of the body
+read timeout, reset or protocol error after       unknown       never re-sent automatically;
+sending, 502, 504, other 5xx, a 2xx that is not                 `--retry-unknown` re-sends
+the API's JSON
+================================================  ============  =====================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from urllib.parse import quote
+
+import httpx
+
+from . import __version__
+from .credentials import MASK, Secret
+from .errors import UsageError
+from .models import CallRequest, Status, Verdict
+from .pacing import parse_retry_after
+from .transport import is_loopback
+
+ROUTE = "/rest-api/v1/preview/call/"
+CONNECT_TIMEOUT_S = 5.0
+SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+RETRY_STATUSES = {429: "busy", 503: "unavailable"}
+UNKNOWN_HINT = ("its effect is unknown, so it is not re-sent automatically: check the call in Ryng, "
+                "or re-run with --retry-unknown")
+
+
+def base_url_for(*, subdomain: str | None = None, base_url: str | None = None) -> str:
+    """`https://acme.ryng.in` for --subdomain acme; --base-url checked (http only on loopback)."""
+    if subdomain is not None and base_url is not None:
+        raise UsageError("Give either --subdomain or --base-url, not both.")
+    if subdomain is not None:
+        if not SUBDOMAIN.fullmatch(subdomain):
+            raise UsageError(f"--subdomain {subdomain!r} is not a valid subdomain (letters, digits and -; "
+                             f"for https://acme.ryng.in give acme).")
+        return f"https://{subdomain.lower()}.ryng.in"
+    if base_url is None:
+        raise UsageError("Say which Ryng account to use: --subdomain NAME (or --base-url URL).")
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise UsageError(f"--base-url {base_url!r} is not a URL.") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"--base-url {base_url!r} must start with https:// and name a host.")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise UsageError(f"--base-url {base_url!r} uses plain http://, allowed only for a loopback host; use https://.")
+    if url.userinfo or url.query or url.fragment:
+        raise UsageError(f"--base-url {base_url!r} must not hold a user name, query or fragment.")
+    return str(url.copy_with(raw_path=url.raw_path.rstrip(b"/") or b"")).rstrip("/")
+
+
+class RyngClient:
+    """Sends one End Preview Call attempt at a time through an httpx transport."""
+
+    def __init__(self, base_url: str, token: Secret, *, transport: httpx.AsyncBaseTransport | None,
+                 timeout: float, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self._base = httpx.URL(base_url)
+        self._prefix = self._base.raw_path.rstrip(b"/") + ROUTE.encode()
+        self._token = token
+        self._headers = {
+            "x-access-token": token.reveal(),
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": f"batch-dispose/{__version__}",
+        }
+        self._timeouts = {"connect": connect_timeout, "read": timeout, "write": timeout, "pool": connect_timeout}
+        self._deadline = connect_timeout + timeout + 2.0  # no attempt outlives this, whatever the server does
+        self._transport = transport
+        self.timeout = timeout
+
+    def request_for(self, call: CallRequest) -> httpx.Request:
+        """The one request for a validated row; refuses (as a bug) any path but the end-call route."""
+        path = self._prefix + quote(call.call_id, safe="").encode("ascii")
+        request = httpx.Request(
+            "PATCH",
+            self._base.copy_with(raw_path=path),
+            headers=self._headers,
+            content=json.dumps(call.body()).encode("ascii"),
+            extensions={"timeout": self._timeouts},
+        )
+        segment = request.url.raw_path[len(self._prefix):]
+        if not request.url.raw_path.startswith(self._prefix) or not segment or b"/" in segment or b"?" in segment:
+            raise RuntimeError(f"refusing to send to {request.url.raw_path!r}: not one end-call path segment")
+        return request
+
+    async def attempt(self, call: CallRequest) -> Verdict:
+        """Send the row's request once and say what the answer means."""
+        assert self._transport is not None, "a client made for previews cannot send"
+        request = self.request_for(call)
+        try:
+            async with asyncio.timeout(self._deadline):
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TransportError as exc:
+            return self._scrubbed(classify_error(exc, self.timeout))
+        except TimeoutError:
+            return Verdict(Status.UNKNOWN, f"sent, but no complete reply within {self._deadline:.0f} s; {UNKNOWN_HINT}")
+        return self._scrubbed(classify(response))
+
+    def _scrubbed(self, verdict: Verdict) -> Verdict:
+        """A server echoing our header back must not put the token into a message."""
+        secret = self._token.reveal()
+        if secret in verdict.message:
+            return Verdict(verdict.status, verdict.message.replace(secret, MASK), verdict.http_status,
+                           verdict.retry, verdict.retry_after)
+        return verdict
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def preview(base_url: str | None, call: CallRequest) -> str:
+    """The exact request a row becomes, as text, with the token masked (for `validate`)."""
+    client = RyngClient(base_url or "https://SUBDOMAIN.ryng.in", Secret(MASK), transport=None, timeout=0)
+    request = client.request_for(call)
+    headers = "\n".join(f"{name}: {value}" for name, value in request.headers.items()
+                        if name in ("x-access-token", "content-type"))
+    return f"{request.method} {request.url}\n{headers}\n\n{request.content.decode('ascii')}"
+
+
+def classify(response: httpx.Response) -> Verdict:
+    """What one HTTP answer means for the row (see the table in the module docstring)."""
+    code = response.status_code
+    reason = f"{code} {response.reason_phrase}".strip()
+    if code in RETRY_STATUSES:
+        return Verdict(Status.FAILED, f"the server stayed {RETRY_STATUSES[code]} ({reason}); "
+                       f"the call was not ended, so it is safe to re-run", code, retry=True,
+                       retry_after=parse_retry_after(response.headers.get("retry-after")))
+    api = _api_reply(response)
+    if code == 200 and api is not None:
+        error, message = api
+        if not error:
+            return Verdict(Status.DISPOSED, message or "Call disposed and ended.", code)
+        return Verdict(Status.FAILED, f"the server answered 200 but reported an error: {message}", code)
+    if 200 <= code < 300:
+        return Verdict(Status.UNKNOWN, f"the server answered {reason} but not with the API's reply "
+                       f"({_excerpt(response)}); {UNKNOWN_HINT}", code)
+    if code == 403:
+        return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: "
+                       f"{api[1] if api else _excerpt(response)})", code)
+    if code == 500:
+        return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: "
+                       f"{api[1] if api else _excerpt(response)})", code)
+    if 300 <= code < 400:
+        where = response.headers.get("location", "elsewhere")
+        return Verdict(Status.FAILED, f"the server redirected the request ({reason}) to {where[:120]}; "
+                       f"check --subdomain / --base-url", code)
+    if 400 <= code < 500:
+        return Verdict(Status.FAILED, f"the server refused the request ({reason}: "
+                       f"{api[1] if api else _excerpt(response)})", code)
+    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(response)}); {UNKNOWN_HINT}", code)
+
+
+def classify_error(exc: httpx.TransportError, read_timeout: float) -> Verdict:
+    """What a transport failure means: before sending -> retry; after -> unknown."""
+    detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Verdict(Status.FAILED, f"could not connect to the server ({detail}); the call was not sent, "
+                       f"so it is safe to re-run", retry=True)
+    if isinstance(exc, httpx.ReadTimeout):
+        return Verdict(Status.UNKNOWN, f"sent, but no reply within {read_timeout:g} s; {UNKNOWN_HINT}")
+    return Verdict(Status.UNKNOWN, f"sent, but the connection broke before a reply ({detail}); {UNKNOWN_HINT}")
+
+
+def _api_reply(response: httpx.Response) -> tuple[bool, str] | None:
+    """(error, message) when the body is the API's JSON; None for anything else."""
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("error"), bool):
+        return None
+    message = data.get("message")
+    return data["error"], " ".join(message.split())[:300] if isinstance(message, str) else ""
+
+
+def _excerpt(response: httpx.Response, limit: int = 160) -> str:
+    text = response.content[:4096].decode("utf-8", errors="replace")
+    if "<" in text:  # an HTML error page: its words, not its tags
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>|<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    if not text:
+        return "empty body"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,104 @@
+"""Settings from three places: command-line flags beat `batch-dispose.toml`, which beats defaults.
+
+The config file is `batch-dispose.toml` in the working folder, or the one named by `--config`. Its
+top-level keys are named like the long flags (`base_url`, `token_file`, …); an unknown key is an
+error naming it, and relative paths in it are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from .client import base_url_for
+from .errors import ConfigError, UsageError
+from .settings import Settings
+
+CONFIG_NAME = "batch-dispose.toml"
+PATH_KEYS = ("token_file", "reports_dir", "ledger", "dispositions")
+NUMBER_KEYS = {"concurrency": int, "retries": int, "timeout": float, "rate": float}
+BOOL_KEYS = ("strict", "force", "retry_unknown")
+KNOWN_KEYS = ("subdomain", "base_url", *PATH_KEYS, *NUMBER_KEYS, *BOOL_KEYS)
+LIMITS = {"concurrency": (1, 256), "retries": (0, 10), "timeout": (0.1, 600.0), "rate": (0.1, 10_000.0)}
+
+
+def find_config(explicit: Path | None, cwd: Path) -> Path | None:
+    """The config file to read: --config, else batch-dispose.toml in the working folder, else none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: the config file does not exist.", path=explicit)
+        return explicit
+    candidate = cwd / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The file's keys, checked by name and type; relative paths made relative to the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).", path=path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: the config file is not valid TOML ({exc}).", path=path) from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(KNOWN_KEYS)})"
+            raise ConfigError(f"{path}: unknown key '{key}'{hint}.", path=path, key=key)
+        values[key] = _typed(path, key, value)
+    return values
+
+
+def _typed(path: Path, key: str, value: object) -> object:
+    if key in PATH_KEYS or key in ("subdomain", "base_url"):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{path}: '{key}' must be a non-empty text value in quotes.", path=path, key=key)
+        return (path.parent / value).resolve() if key in PATH_KEYS else value.strip()
+    if key in BOOL_KEYS:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: '{key}' must be true or false.", path=path, key=key)
+        return value
+    kind = NUMBER_KEYS[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"{path}: '{key}' must be a {'whole ' if kind is int else ''}number.", path=path, key=key)
+    return check_limit(key, kind(value), f"{path}: '{key}'")
+
+
+def check_limit(key: str, value: float, label: str) -> Any:
+    low, high = LIMITS[key]
+    if not low <= value <= high:
+        raise UsageError(f"{label} must be between {low:g} and {high:g} (got {value:g}).")
+    return value
+
+
+def resolve(flags: Mapping[str, Any], *, config: Path | None, cwd: Path) -> Settings:
+    """Settings from flags (None = not given), then the config file, then defaults; with sources."""
+    path = find_config(config, cwd)
+    from_file = read_config(path) if path is not None else {}
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in KNOWN_KEYS:
+        if flags.get(key) is not None and flags.get(key) is not False:
+            merged[key], sources[key] = flags[key], "command line"
+        elif key in from_file:
+            merged[key], sources[key] = from_file[key], str(path)
+    subdomain, base_url = merged.pop("subdomain", None), merged.pop("base_url", None)
+    if subdomain is not None and base_url is not None and sources.get("subdomain") != sources.get("base_url"):
+        # one from the flags, one from the file: the flag wins
+        if sources["subdomain"] == "command line":
+            base_url = None
+        else:
+            subdomain = None
+    if subdomain is not None or base_url is not None:
+        merged["base_url"] = base_url_for(subdomain=subdomain, base_url=base_url)
+        sources["base_url"] = sources.pop("subdomain", None) or sources["base_url"]
+    sources.pop("subdomain", None)
+    names = {field.name for field in fields(Settings)}
+    settings = Settings(**{key: value for key, value in merged.items() if key in names})
+    sources.update({name: "default" for name in names - set(sources) - {"sources"}})
+    return replace(settings, sources=sources)

@@ -1,0 +1,168 @@
+"""Shared vocabulary: statuses, exit codes, one row's request and outcome, a file's result.
+
+Frozen dataclasses and enums only; this module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+class Status(enum.StrEnum):
+    """What happened to one input row (the `status` column of the results workbook)."""
+
+    DISPOSED = "disposed"  # the server answered 200: call ended, disposition recorded
+    SKIPPED = "skipped"  # already disposed earlier (ledger or a previous results workbook)
+    UNAUTHORIZED = "unauthorized"  # the server answered 403
+    FAILED = "failed"  # the server said no (500, other 4xx) or stayed unavailable
+    INVALID = "invalid"  # the row breaks a rule; never sent
+    PENDING = "pending"  # not attempted (or provably not processed): the run stopped first
+    UNKNOWN = "unknown"  # sent, but no reply was recorded; never re-sent automatically
+    READY = "ready"  # `validate` only: the row would be sent
+
+    @property
+    def settled(self) -> bool:
+        """True when a later run must not send the row again (without --force)."""
+        return self in (Status.DISPOSED, Status.SKIPPED)
+
+
+#: Order of statuses in summaries and the Summary sheet.
+STATUS_ORDER: tuple[Status, ...] = tuple(Status)
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; documented in --help and the README."""
+
+    OK = 0  # every row disposed or skipped
+    ROWS_LEFT = 1  # some rows failed, invalid, pending or unknown (or a sweep file was rejected)
+    USAGE = 2  # usage error or unusable input: nothing was sent
+    UNAUTHORIZED = 3  # the server rejected the token
+    LOCKED = 75  # another run holds the ledger's lock (EX_TEMPFAIL)
+    ABORTED = 130  # a second Ctrl-C: stopped at once, no workbook written
+
+
+class StopReason(enum.StrEnum):
+    """Why a run stopped sending before every row was attempted."""
+
+    UNAUTHORIZED = "unauthorized"  # 3 consecutive 403s
+    UNAVAILABLE = "unavailable"  # the run-wide retry budget ran out
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    STRICT = "strict"  # --strict and the file has invalid rows
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the millisecond: 2026-11-27T16:07:00.123Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One validated row, ready to become one End Preview Call request."""
+
+    index: int  # position of the row in the loaded table (0-based); ties outcomes back
+    row: int  # the row number a spreadsheet program shows (header = 1)
+    call_id: str
+    log_id: int
+    disposition: str
+    notes: str
+
+    def body(self) -> dict[str, object]:
+        """The JSON body, all three keys always present, logID a number."""
+        return {"logID": self.log_id, "dispositionName": self.disposition, "notes": self.notes}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one row ended as; becomes the result columns of its workbook row."""
+
+    status: Status
+    message: str
+    http_status: int | None = None
+    attempts: int = 0
+    finished_at: str = ""  # ISO 8601 UTC, empty when nothing happened
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one attempt ended, as the client classified it.
+
+    `retry` is True only when the request provably did not take effect (it can be sent again);
+    `status` and `message` are then what the row ends as if no further attempt is made.
+    """
+
+    status: Status
+    message: str
+    http_status: int | None = None
+    retry: bool = False
+    retry_after: float | None = None  # seconds the server asked us to wait (Retry-After)
+
+
+class RowResults:
+    """The result columns of a whole file, one entry per table row, filled as outcomes arrive."""
+
+    def __init__(self, rows: int) -> None:
+        self.status: list[Status] = [Status.PENDING] * rows
+        self.message: list[str] = [""] * rows
+        self.http_status: list[int | None] = [None] * rows
+        self.attempts: list[int] = [0] * rows
+        self.finished_at: list[str] = [""] * rows
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def set(self, index: int, outcome: Outcome) -> None:
+        self.status[index] = outcome.status
+        self.message[index] = outcome.message
+        self.http_status[index] = outcome.http_status
+        self.attempts[index] = outcome.attempts
+        self.finished_at[index] = outcome.finished_at
+
+    def counts(self) -> dict[Status, int]:
+        """Rows per status, every status present (zero included), in STATUS_ORDER."""
+        found = {status: 0 for status in STATUS_ORDER}
+        for status in self.status:
+            found[status] += 1
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts so far, handed to progress reporters after every recorded outcome."""
+
+    done: int
+    total: int
+    counts: Mapping[Status, int]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The result of one input file: where its workbook went, counts, and its exit code."""
+
+    input_path: Path
+    results_path: Path | None
+    rows: int
+    counts: Mapping[Status, int]
+    started_at: datetime
+    finished_at: datetime
+    exit_code: ExitCode
+    stop_reason: StopReason | None = None
+    warnings: tuple[str, ...] = field(default=())
+    error: str | None = None  # the sentence for a file that could not be used at all
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @classmethod
+    def unusable(cls, path: Path, error: str) -> FileResult:
+        """The result of a file that could not be used at all (nothing sent)."""
+        now = utc_now()
+        return cls(path, None, 0, {}, now, now, ExitCode.USAGE, error=error)

@@ -1,0 +1,119 @@
+"""Progress on stderr: a tqdm bar at a terminal, a plain line every 10 seconds otherwise (cron)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+from .models import STATUS_ORDER, FileResult, Status
+
+LINE_EVERY_S = 10.0
+
+
+def counts_text(counts: Counter[Status] | dict[Status, int]) -> str:
+    """`33 disposed, 2 failed` in the usual status order, zeros left out."""
+    parts = [f"{counts[status]} {status.value}" for status in STATUS_ORDER if counts.get(status)]
+    return ", ".join(parts) or "nothing"
+
+
+class BarReporter:
+    """A tqdm bar per file with counts per status and the rate (for a person at a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._bar = None
+        self._counts: Counter[Status] = Counter()
+
+    def file_started(self, path: Path, rows: int, to_send: int) -> None:
+        from tqdm import tqdm
+
+        self._counts = Counter()
+        self._bar = tqdm(total=to_send, desc=path.name, unit="call", file=self._stream, dynamic_ncols=True,
+                         leave=True, mininterval=0.2)
+
+    def outcome(self, status: Status) -> None:
+        self._counts[status] += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            if self._bar.n == self._bar.total or self._bar.n % 25 == 0:
+                self._bar.set_postfix_str(counts_text(self._counts), refresh=False)
+
+    def file_finished(self, result: FileResult) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(counts_text(self._counts), refresh=False)
+            self._bar.close()
+            self._bar = None
+
+
+class LineReporter:
+    """One progress line every 10 seconds on stderr (no terminal: cron mail stays readable)."""
+
+    def __init__(self, stream: TextIO, *, every: float = LINE_EVERY_S, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self._stream = stream
+        self._every = every
+        self._clock = clock
+        self._counts: Counter[Status] = Counter()
+        self._name = ""
+        self._total = 0
+        self._started = self._last = 0.0
+
+    def file_started(self, path: Path, rows: int, to_send: int) -> None:
+        self._counts = Counter()
+        self._name, self._total = path.name, to_send
+        self._started = self._last = self._clock()
+
+    def outcome(self, status: Status) -> None:
+        self._counts[status] += 1
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            done = sum(self._counts.values())
+            rate = done / max(now - self._started, 1e-9)
+            print(f"batch-dispose: {self._name}: {done}/{self._total} sent ({counts_text(self._counts)}), "
+                  f"{rate:.1f}/s", file=self._stream, flush=True)
+
+    def file_finished(self, result: FileResult) -> None:
+        return None
+
+
+def reporter_for(stream: TextIO, *, quiet: bool):  # type: ignore[no-untyped-def]
+    """The bar at a terminal, lines otherwise; nothing with --quiet."""
+    from .job import QuietReporter
+
+    if quiet:
+        return QuietReporter()
+    isatty = getattr(stream, "isatty", None)
+    return BarReporter(stream) if isatty is not None and isatty() else LineReporter(stream)
+
+
+def summary_lines(result: FileResult) -> list[str]:
+    """The short end-of-file summary for stderr."""
+    if result.error is not None:
+        return [result.error]
+    counts = {Status(key): value for key, value in result.counts.items()}
+    lines = [f"{result.input_path.name}: {result.rows} row{'s' if result.rows != 1 else ''}: {counts_text(counts)} "
+             f"({result.duration_s:.1f} s)"]
+    lines += [f"warning: {warning}" for warning in result.warnings]
+    if result.stop_reason is not None:
+        lines.append(STOP_LINES[result.stop_reason.value])
+    if result.results_path is not None:
+        lines.append(f"results: {result.results_path}")
+    return lines
+
+
+STOP_LINES = {
+    "unauthorized": "stopped: the server rejected the access token 3 times in a row; check RYNG_ACCESS_TOKEN "
+    "or the token file, then run the results workbook again",
+    "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
+    "run the results workbook again later",
+    "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",
+    "strict": "stopped: --strict and the file has invalid rows; nothing was sent",
+}
+
+
+def print_lines(lines: list[str], stream: TextIO = sys.stderr) -> None:
+    for line in lines:
+        print(line, file=stream)

@@ -1,0 +1,221 @@
+"""Sending the valid rows: bounded concurrency, retries that are safe, and stopping cleanly.
+
+The runner knows nothing of files or terminals. It pulls rows lazily from an iterable (memory
+does not grow with the row count), keeps at most `concurrency` requests in flight, and after each
+batch of outcomes calls the journal once (durable intents of the rows about to start, and the
+outcomes just finished, in one commit) before reporting them through `on_outcome`. So anything a
+user sees as recorded has been committed, and no request leaves before its intent is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .models import CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
+from .pacing import Pacer, RetryBudget, Sleep, backoff
+
+UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
+MAX_WAITING = 1000  # rows waiting to retry at once (each is a small task)
+
+
+class Sender(Protocol):
+    """Sends one attempt of a row and classifies the answer (`client.RyngClient`)."""
+
+    timeout: float
+
+    async def attempt(self, call: CallRequest) -> Verdict: ...
+
+
+class Journal(Protocol):
+    """Durable record of what is being sent and what came back (`ledger.Ledger`)."""
+
+    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None: ...
+
+
+class NoJournal:
+    """A journal that keeps nothing (validate, tests)."""
+
+    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+        return None
+
+
+@dataclass
+class SendOptions:
+    concurrency: int = 8
+    retries: int = 3
+    rate: float | None = None
+    seed: int | None = None  # for the jitter; None in real runs
+
+
+@dataclass
+class _State:
+    stop_reason: StopReason | None = None
+    unauthorized_streak: int = 0
+    waiting: int = 0  # rows sleeping before a retry (they hold no request slot)
+    finished: list[tuple[CallRequest, Outcome]] = field(default_factory=list)
+    crash: BaseException | None = None  # a bug inside a row's task, re-raised by run()
+
+
+class Runner:
+    """One run's sending: `await Runner(...).run(requests)` returns why it stopped early, or None."""
+
+    def __init__(self, sender: Sender, options: SendOptions, *, journal: Journal | None = None,
+                 on_outcome: Callable[[CallRequest, Outcome], None] | None = None,
+                 stop: asyncio.Event | None = None, sleep: Sleep = asyncio.sleep,
+                 pacer: Pacer | None = None, budget: RetryBudget | None = None) -> None:
+        self._sender = sender
+        self._options = options
+        self._journal = journal or NoJournal()
+        self._on_outcome = on_outcome or (lambda call, outcome: None)
+        self._stop = stop or asyncio.Event()  # set from outside: Ctrl-C / SIGTERM
+        self._sleep = sleep
+        self._pacer = pacer or Pacer(options.rate)
+        self._budget = budget or RetryBudget()
+        self._rng = random.Random(options.seed)
+        self._state = _State()
+        self._wake = asyncio.Event()
+        self._halted = asyncio.Event()
+        self._slots = asyncio.Semaphore(options.concurrency)
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return self._state.stop_reason
+
+    def _stopping(self) -> bool:
+        return self._halted.is_set()
+
+    def _halt(self, reason: StopReason) -> None:
+        """Start no new row and no further retry; the first reason given is the one reported."""
+        if self._state.stop_reason is None:
+            self._state.stop_reason = reason
+        self._halted.set()
+        self._wake.set()
+
+    async def run(self, requests: Iterable[CallRequest]) -> StopReason | None:
+        """Send every row (or until a stop); every started row is reported exactly once."""
+        state, source = self._state, iter(requests)
+        tasks: set[asyncio.Task[None]] = set()
+        exhausted = False
+        stop_watch = asyncio.ensure_future(self._watch_stop())
+        try:
+            while True:
+                starting: list[CallRequest] = []
+                while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
+                       and len(tasks) - state.waiting + len(starting) < self._options.concurrency):
+                    call = next(source, None)
+                    if call is None:
+                        exhausted = True
+                    else:
+                        starting.append(call)
+                finished, state.finished = state.finished, []
+                if finished or starting:
+                    self._journal.commit(finished, starting)
+                for call, outcome in finished:
+                    self._on_outcome(call, outcome)
+                for call in starting:
+                    task = asyncio.ensure_future(self._settle(call))
+                    tasks.add(task)
+                    task.add_done_callback(self._task_done(tasks))
+                if state.crash is not None:
+                    raise state.crash
+                if not tasks and not state.finished and (exhausted or self._stopping()):
+                    return state.stop_reason
+                self._wake.clear()
+                if not state.finished:
+                    await self._wake.wait()
+        finally:
+            stop_watch.cancel()
+            for task in tasks:
+                task.cancel()
+
+    def _task_done(self, tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._wake.set()
+            if not task.cancelled() and task.exception() is not None:
+                self._state.crash = task.exception()  # a bug: run() raises it
+        return done
+
+    async def _watch_stop(self) -> None:
+        await self._stop.wait()
+        self._halt(StopReason.INTERRUPTED)
+
+    async def _settle(self, call: CallRequest) -> None:
+        """All attempts of one row, ending in exactly one recorded outcome."""
+        state, attempts = self._state, 0
+        while True:
+            attempts += 1
+            async with self._slots:
+                await self._pacer.wait()
+                verdict = await self._sender.attempt(call)
+            if verdict.http_status == 429:
+                self._pacer.throttled()
+            if not verdict.retry:
+                if verdict.status is Status.DISPOSED:
+                    self._pacer.succeeded()
+                    if attempts == 1:
+                        self._budget.refund()
+                self._note_unauthorized(verdict.status is Status.UNAUTHORIZED)
+                return self._record(call, _outcome(verdict, attempts))
+            if attempts > self._options.retries:
+                return self._record(call, _outcome(verdict, attempts, f" (gave up after {attempts} attempts)"))
+            if self._stopping():
+                return self._record(call, _pending(attempts, self._state.stop_reason))
+            if not self._budget.take():
+                self._halt(StopReason.UNAVAILABLE)
+                return self._record(call, _pending(attempts, StopReason.UNAVAILABLE))
+            state.waiting += 1
+            self._wake.set()  # a waiting row frees its place for another
+            try:
+                interrupted = await self._pause(backoff(attempts, self._rng, verdict.retry_after))
+            finally:
+                state.waiting -= 1
+            if interrupted:
+                return self._record(call, _pending(attempts, self._state.stop_reason))
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep before a retry; True if the run began stopping meanwhile."""
+        if self._stopping():
+            return True
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        stopper = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+        return self._stopping()
+
+    def _note_unauthorized(self, rejected: bool) -> None:
+        state = self._state
+        state.unauthorized_streak = state.unauthorized_streak + 1 if rejected else 0
+        if state.unauthorized_streak >= UNAUTHORIZED_STOP:
+            self._halt(StopReason.UNAUTHORIZED)
+
+    def _record(self, call: CallRequest, outcome: Outcome) -> None:
+        self._state.finished.append((call, outcome))
+        self._wake.set()
+
+
+STOP_MESSAGES = {
+    StopReason.UNAUTHORIZED: "not sent: the run stopped after the server rejected the token 3 times in a row",
+    StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
+    "(it kept asking us to retry); safe to re-run",
+    StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
+    StopReason.STRICT: "not sent: --strict and the file has invalid rows; fix them and run again",
+}
+
+
+def _outcome(verdict: Verdict, attempts: int, suffix: str = "") -> Outcome:
+    return Outcome(verdict.status, verdict.message + suffix, verdict.http_status, attempts, iso(utc_now()))
+
+
+def _pending(attempts: int, reason: StopReason | None) -> Outcome:
+    message = STOP_MESSAGES[reason or StopReason.INTERRUPTED]
+    if attempts:
+        message += f" ({attempts} attempt{'s' if attempts > 1 else ''} answered 'busy, retry later')"
+    return Outcome(Status.PENDING, message, None, attempts, iso(utc_now()))

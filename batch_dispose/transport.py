@@ -1,0 +1,120 @@
+"""An httpx transport that sends through aiohttp, with failures mapped by *when* they happened.
+
+httpx's own async transport costs several times more CPU per request than aiohttp's client, so
+requests go out through aiohttp while the rest of the code keeps httpx's `Request`/`Response` and
+transport interface (tests swap in `httpx.MockTransport`). The mapping of aiohttp's errors is the
+part that matters for never sending a call twice:
+
+=============================================  ========================  ==========================
+aiohttp raises                                 httpx error we raise      what it tells the caller
+=============================================  ========================  ==========================
+ClientConnectorError (refused, DNS, TLS)       ConnectError              request never left
+ConnectionTimeoutError (pool or connect)       ConnectTimeout            request never left
+SocketTimeoutError / other ServerTimeoutError  ReadTimeout               sent, no reply in time
+ServerDisconnectedError, ClientPayloadError,   RemoteProtocolError       sent, the reply broke off
+ClientResponseError (bad HTTP)
+any other ClientError / OSError                ReadError                 sent, effect unknown
+=============================================  ========================  ==========================
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import aiohttp
+import httpx
+
+MAX_BODY = 1 << 20  # bytes of a reply kept; the API's replies are a few dozen bytes
+# Connections idle longer than this are not reused: a server closing an idle connection just as we
+# reuse it would turn a safe request into one whose effect is unknown.
+KEEPALIVE_S = 4.0
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests with one pooled aiohttp session; `connections` caps open connections."""
+
+    def __init__(self, *, connections: int, trust_env: bool = False) -> None:
+        self._connections = connections
+        self._trust_env = trust_env
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._connections,
+            keepalive_timeout=KEEPALIVE_S,
+            ssl=ssl.create_default_context(),
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            trust_env=self._trust_env,
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._open()
+        limits = request.extensions.get("timeout", {})
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=limits.get("connect"),  # waiting for a pooled connection plus connecting
+            sock_connect=limits.get("connect"),
+            sock_read=limits.get("read"),
+        )
+        headers = [(name, value) for name, value in request.headers.multi_items() if name.lower() != "content-length"]
+        try:
+            async with self._session.request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=request.content or None,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as reply:
+                body = await _read_capped(reply)
+                return httpx.Response(reply.status, headers=reply.raw_headers, content=body, request=request)
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(_text(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(_text(exc), request=request) from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise httpx.ReadTimeout(_text(exc), request=request) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            raise httpx.RemoteProtocolError(_text(exc), request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(_text(exc), request=request) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in reply.content.iter_chunked(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY:
+            break
+    return b"".join(chunks)[:MAX_BODY]
+
+
+def _text(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (where plain http:// is allowed)."""
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def default_transport(connections: int, base_url: str) -> AiohttpTransport:
+    """The production transport: proxies from the environment apply except on loopback."""
+    return AiohttpTransport(connections=connections, trust_env=not is_loopback(httpx.URL(base_url).host))
