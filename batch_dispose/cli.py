@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=None, help="seed for the random faults")
     simulate.add_argument("--token", default="simulator-token", help="the token it accepts (default: simulator-token)")
 
+    history = commands.add_parser("history", help="what the ledger knows about call IDs or a run",
+                                  description="Answers 'did call X go through?': each call ID's state on each "
+                                  "Ryng host and every recorded outcome (when, which run, which file and row). "
+                                  "With no call ID, lists the recent runs.")
+    history.add_argument("call_ids", nargs="*", metavar="CALLID")
+    history.add_argument("--run", type=int, metavar="N", help="every outcome recorded by run N")
+    history.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: reports/ledger.sqlite)")
+    history.add_argument("--reports-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
+    history.add_argument("--json", action="store_true", help="print JSON instead of text")
+    history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
                                description="Starts the simulator on a free loopback port (two calls set to "
                                "fail), runs sample_data/end_of_day.xlsx through `run` and checks the outcome.")
@@ -295,6 +307,47 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitCode.OK
 
 
+def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dataclasses import asdict
+
+    from .ledger import Ledger
+
+    path = _settings(args).ledger_path
+    if not path.is_file():
+        raise UsageError(f"There is no ledger at {path} yet: nothing has been sent with it.")
+    with Ledger.open(path, lock=False) as ledger:
+        if args.run is not None or args.call_ids:
+            events = ([*ledger.events(run_id=args.run)] if args.run is not None else [])
+            states = {call_id: ledger.state(call_id) for call_id in args.call_ids}
+            for call_id in args.call_ids:
+                events += ledger.events(call_id=call_id)
+            if args.json:
+                print(json.dumps({"calls": {c: [dict(zip(("host", "status", "disposed_at"), s, strict=True))
+                                                for s in rows] for c, rows in states.items()},
+                                  "events": [asdict(event) for event in events]}), file=out)
+                return ExitCode.OK
+            for call_id, rows in states.items():
+                if not rows:
+                    print(f"{call_id}: the ledger has no record of this call ID", file=out)
+                for host, status, disposed_at in rows:
+                    when = f" (disposed at {disposed_at})" if disposed_at else ""
+                    print(f"{call_id} on {host}: {status}{when}", file=out)
+            for e in events:
+                code = f" ({e.http_status})" if e.http_status else ""
+                print(f"  {e.at}  run {e.run_id}  {Path(e.file).name} row {e.row}  {e.call_id}: "
+                      f"{e.status}{code}  {e.message}", file=out)
+            return ExitCode.OK
+        runs = ledger.runs()
+        if args.json:
+            print(json.dumps({"runs": [dict(zip(("id", "host", "file", "started_at", "finished_at", "counts"), run,
+                                                strict=True)) for run in runs]}), file=out)
+            return ExitCode.OK
+        for run_id, host, file, started_at, finished_at, counts in runs:
+            print(f"run {run_id}  {started_at}  {Path(file).name} -> {host}  "
+                  f"{counts or 'did not finish: ' + str(finished_at)}", file=out)
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -305,5 +358,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "run": _run,
     "validate": _validate,
     "simulate": _simulate,
+    "history": _history,
     "demo": _demo,
 }

@@ -16,7 +16,7 @@ from typing import Any
 
 from .client import base_url_for
 from .errors import ConfigError, UsageError
-from .settings import Settings
+from .settings import DEFAULT_REPORTS_DIR, Settings
 
 CONFIG_NAME = "batch-dispose.toml"
 PATH_KEYS = ("token_file", "reports_dir", "ledger", "dispositions")
@@ -98,6 +98,10 @@ def resolve(flags: Mapping[str, Any], *, config: Path | None, cwd: Path) -> Sett
         merged["base_url"] = base_url_for(subdomain=subdomain, base_url=base_url)
         sources["base_url"] = sources.pop("subdomain", None) or sources["base_url"]
     sources.pop("subdomain", None)
+    for key in PATH_KEYS:  # flags are relative to the working folder (the file's are already absolute)
+        if key in merged:
+            merged[key] = (cwd / merged[key]).resolve()
+    merged.setdefault("reports_dir", (cwd / DEFAULT_REPORTS_DIR).resolve())
     names = {field.name for field in fields(Settings)}
     settings = Settings(**{key: value for key, value in merged.items() if key in names})
     sources.update({name: "default" for name in names - set(sources) - {"sources"}})

@@ -167,7 +167,7 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
         return _decode_as(data[3:], "utf-8", path), "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _decode_as(data, "utf-16", path), "utf-16"
-    if b"\x00" in data[:8192]:
+    if _looks_binary(data[:8192]):
         raise _error(path, "is not a text CSV file (it holds binary data); export the sheet again as CSV")
     try:
         return data.decode("utf-8"), "utf-8"
@@ -177,6 +177,12 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
         raise _error(path, "is neither UTF-8 nor Windows-1252 text; save it again as 'CSV UTF-8'") from None
+
+
+def _looks_binary(sample: bytes) -> bool:
+    """Mostly control bytes (an image, a zip, a UTF-16 file without BOM): not a text CSV."""
+    controls = sum(1 for byte in sample if byte < 0x09 or 0x0E <= byte < 0x20)
+    return controls > max(4, len(sample) // 20)
 
 
 def _decode_as(data: bytes, encoding: str, path: Path) -> str:

@@ -96,7 +96,11 @@ class Runner:
         self._wake.set()
 
     async def run(self, requests: Iterable[CallRequest]) -> StopReason | None:
-        """Send every row (or until a stop); every started row is reported exactly once."""
+        """Send every row (or until a stop); every started row is reported exactly once.
+
+        After a 403, new rows start one at a time until a row succeeds again, so a wrong token costs
+        at most the requests already in flight plus the ones that complete the streak of three.
+        """
         state, source = self._state, iter(requests)
         tasks: set[asyncio.Task[None]] = set()
         exhausted = False
@@ -105,7 +109,8 @@ class Runner:
             while True:
                 starting: list[CallRequest] = []
                 while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
-                       and len(tasks) - state.waiting + len(starting) < self._options.concurrency):
+                       and len(tasks) - state.waiting + len(starting) < self._options.concurrency
+                       and (state.unauthorized_streak == 0 or not tasks and not starting)):
                     call = next(source, None)
                     if call is None:
                         exhausted = True

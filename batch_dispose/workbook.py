@@ -57,6 +57,7 @@ def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str
     from openpyxl import Workbook
 
     reports_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(reports_dir)
     workbook = Workbook(write_only=True)
     _results_sheet(workbook, table, results)
     _summary_sheet(workbook, summary)
@@ -165,6 +166,24 @@ def _summary_sheet(workbook, summary: Sequence[tuple[str, object]]) -> None:  # 
         if isinstance(value, str):
             value = _text_cell(WriteOnlyCell, sheet, visible(value)[0])
         sheet.append([label, value])
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Half-written workbooks of processes that died (kill -9, power loss) are removed."""
+    for leftover in folder.glob(".*-results-*.tmp"):
+        pid = leftover.suffixes[-2].lstrip(".") if len(leftover.suffixes) >= 2 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but is not ours to signal
+        return True
+    return True
 
 
 def _link_new(temporary: Path, folder: Path, stem: str) -> Path:
