@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
     _add_common(validate)
 
+    sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)",
+                                epilog=EXIT_CODES_HELP, description="Each .csv/.xlsx/.xls/.ods in INBOX (not "
+                                "hidden, not changed in the last 10 s) is run in name order, then moved to "
+                                "INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. "
+                                "A file whose run stopped early (token rejected, server unavailable, "
+                                "interrupted) stays in the inbox for the next sweep.")
+    sweep.add_argument("inbox", type=Path, metavar="INBOX")
+    _add_run_options(sweep)
+
+    config = commands.add_parser("config", help="show the settings in effect and where each came from",
+                                 description="Prints every setting after flags, batch-dispose.toml and defaults "
+                                 "are combined, with its source. The token is shown only as set or not set.")
+    _add_run_options(config)
+
     simulate = commands.add_parser("simulate", help="run the built-in fake Ryng server on loopback",
                                    description="A fake Ryng End Preview Call API on 127.0.0.1, for trying the "
                                    "tool and for tests. Runs until Ctrl-C.")
@@ -172,22 +186,73 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return resolve(flags, config=args.config, cwd=Path.cwd())
 
 
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _run_setup(args: argparse.Namespace, err: TextIO):  # type: ignore[no-untyped-def]
+    """Settings with a target, and the token (warnings about it printed)."""
     from .credentials import load_token
-    from .job import run_files
-    from .progress import print_lines, reporter_for, summary_lines
 
     settings = _settings(args)
     if settings.base_url is None:
         raise UsageError("Say which Ryng account to use: --subdomain NAME (or --base-url URL, or base_url in "
                          "batch-dispose.toml).")
     token, warnings = load_token(token_file=settings.token_file)
-    print_lines([f"warning: {warning}" for warning in warnings], err)
+    for warning in warnings:
+        print(f"warning: {warning}", file=err)
+    return settings, token
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .job import run_files
+    from .progress import print_lines, reporter_for, summary_lines
+
+    settings, token = _run_setup(args, err)
     reporter = reporter_for(err, quiet=args.quiet)
     results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop))
     for result in results:
         print_lines(summary_lines(result), err)
     return _report(results, args, out, several=len(args.files) > 1)
+
+
+def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .sweep import sweep
+    from .progress import print_lines, reporter_for, summary_lines
+
+    settings, token = _run_setup(args, err)
+    reporter = reporter_for(err, quiet=args.quiet)
+    swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop))
+    for item in swept.files:
+        print_lines(summary_lines(item.result), err)
+        if item.moved_to is not None:
+            print(f"moved to: {item.moved_to}", file=err)
+    if swept.waiting:
+        print(f"left for the next sweep (changed in the last 10 s): {', '.join(p.name for p in swept.waiting)}",
+              file=err)
+    if not swept.files and not args.quiet:
+        print(f"{args.inbox}: no files to run", file=err)
+    code = swept.exit_code
+    if args.json:
+        print(json.dumps({"files": [file_json(item.result, item.moved_to) for item in swept.files],
+                          "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
+    return int(code)
+
+
+def _config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .credentials import ENV_VAR
+
+    settings = _settings(args)
+    if settings.token_file is not None:
+        token = f"from the file {settings.token_file} ({'present' if settings.token_file.is_file() else 'MISSING'})"
+    else:
+        token = f"set in {ENV_VAR}" if os.environ.get(ENV_VAR, "").strip() else f"NOT SET ({ENV_VAR} is empty)"
+    rows = [(name, value, settings.sources.get(name, "default")) for name, value in settings.described()]
+    if args.json:
+        print(json.dumps({"settings": {name: {"value": value, "source": source} for name, value, source in rows},
+                          "token": token}), file=out)
+        return ExitCode.OK
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value}   ({source})", file=out)
+    print(f"{'token':<{width}}  {token}", file=out)
+    return ExitCode.OK
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -217,6 +282,8 @@ def _report(results: list[FileResult], args: argparse.Namespace, out: TextIO, *,
         if args.json:
             print(json.dumps({"error": results[0].error, "exit_code": ExitCode.USAGE}), file=out)
         return ExitCode.USAGE
+    from .job import combined_exit_code
+
     code = results[0].exit_code if not several else combined_exit_code(results)
     if args.json:
         files = [file_json(result) for result in results]
@@ -237,15 +304,6 @@ def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any
         "exit_code": int(result.exit_code),
         **({"error": result.error} if result.error else {}),
     }
-
-
-def combined_exit_code(results: Sequence[FileResult]) -> ExitCode:
-    """Several files: 3 or 75 if any file had it, else 1 if any file did not end 0, else 0."""
-    codes = {result.exit_code for result in results}
-    for code in (ExitCode.LOCKED, ExitCode.UNAUTHORIZED):
-        if code in codes:
-            return code
-    return ExitCode.OK if codes <= {ExitCode.OK} else ExitCode.ROWS_LEFT
 
 
 def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any]) -> Any:
@@ -357,6 +415,8 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "run": _run,
     "validate": _validate,
+    "sweep": _sweep,
+    "config": _config,
     "simulate": _simulate,
     "history": _history,
     "demo": _demo,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -70,13 +70,16 @@ class Plan:
     results: RowResults
     to_send: list[CallRequest]
     warnings: list[str]
+    notes: dict[int, str]  # row index -> why it is sent although an earlier run settled it
 
 
 def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
          history: Callable[[list[str]], Mapping[str, tuple[Status, str]]] | None = None) -> Plan:
     """Validate every row and decide which to send; the rest get their status now.
 
-    `history(call_ids)` answers, for call IDs a ledger knows, (settled or unknown status, message).
+    A row an earlier run disposed (the ledger, or the status column of a results workbook given
+    back) is skipped unless --force; one it left unknown stays unknown unless --retry-unknown.
+    `history(call_ids)` answers from the ledger: call ID -> (SKIPPED or UNKNOWN, message).
     """
     from .schema import validate
 
@@ -84,39 +87,47 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     validation = validate(table, allowed)
     for index, message in validation.messages.items():
         results.set(index, Outcome(Status.INVALID, message))
-    candidates = []
+    known = history([call.call_id for call in validation.requests]) if history and validation.requests else {}
+    to_send, notes = [], {}
     for call in validation.requests:
-        earlier = _earlier_result(table, call.index, settings)
-        if earlier is not None:
-            results.set(call.index, earlier)
-        else:
-            candidates.append(call)
-    known = history([call.call_id for call in candidates]) if history is not None and candidates else {}
-    to_send = []
-    for call in candidates:
-        status, message = known.get(call.call_id, (None, ""))
-        if status is Status.SKIPPED and not settings.force:
-            results.set(call.index, Outcome(Status.SKIPPED, message))
-        elif status is Status.UNKNOWN and not (settings.retry_unknown or settings.force):
-            results.set(call.index, Outcome(Status.UNKNOWN, message))
-        else:
+        earlier = _from_workbook(table, call.index) or known.get(call.call_id)
+        if earlier is None:
             to_send.append(call)
-    return Plan(table, results, to_send, list(table.warnings))
+            continue
+        status, message = earlier
+        if status is Status.SKIPPED and settings.force:
+            notes[call.index] = "sent again with --force: it was " + message.split(";")[0]
+        elif status is Status.UNKNOWN and (settings.retry_unknown or settings.force):
+            notes[call.index] = "re-sent with --retry-unknown: it was " + message.split(";")[0]
+        else:
+            results.set(call.index, Outcome(status, message))
+            continue
+        to_send.append(call)
+    return Plan(table, results, to_send, list(table.warnings), notes)
 
 
-def _earlier_result(table: Table, index: int, settings: Settings) -> Outcome | None:
-    """A row a previous results workbook already settled (or left unknown) is not sent again."""
+def _from_workbook(table: Table, index: int) -> tuple[Status, str] | None:
+    """What the status column of a results workbook given back says about a row, if it settles it."""
     if table.prior_status is None:
         return None
     status = table.prior_status[index]
     when = table.prior_finished[index] if table.prior_finished else ""
-    when_text = f" at {when}" if when else ""
-    if status in (Status.DISPOSED, Status.SKIPPED) and not settings.force:
-        return Outcome(Status.SKIPPED, f"already {status}{when_text} (in the results workbook read); not sent again")
-    if status == Status.UNKNOWN and not (settings.retry_unknown or settings.force):
-        return Outcome(Status.UNKNOWN, f"left unknown by an earlier run{when_text}; not re-sent: check the call "
-                       f"in Ryng, or re-run with --retry-unknown")
+    at = f" at {when}" if when else ""
+    if status in (Status.DISPOSED, Status.SKIPPED):
+        return Status.SKIPPED, f"already {status}{at} (results workbook); not sent again"
+    if status == Status.UNKNOWN:
+        return Status.UNKNOWN, (f"left unknown by an earlier run{at} (results workbook); not re-sent: check the "
+                                f"call in Ryng, or re-run with --retry-unknown")
     return None
+
+
+def combined_exit_code(results: Sequence[FileResult]) -> ExitCode:
+    """Several files (run A B…, sweep): 75 or 3 if any file had it, else 1 if any did not end 0, else 0."""
+    codes = {result.exit_code for result in results}
+    for code in (ExitCode.LOCKED, ExitCode.UNAUTHORIZED):
+        if code in codes:
+            return code
+    return ExitCode.OK if codes <= {ExitCode.OK} else ExitCode.ROWS_LEFT
 
 
 def exit_code_for(counts: Mapping[Status, int]) -> ExitCode:
@@ -176,20 +187,29 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     return result, previews
 
 
+#: A file whose run stopped for one of these leaves the later files unrun (they would stop too).
+STOP_ALL = (StopReason.UNAUTHORIZED, StopReason.INTERRUPTED)
+
+
 async def run_files(paths: Sequence[Path], settings: Settings, token: Secret, *,
                     reporter: Reporter | None = None, stop: asyncio.Event | None = None,
-                    transport: httpx.AsyncBaseTransport | None = None) -> list[FileResult]:
-    """`run`: each file in turn, holding the ledger's lock throughout; an unusable file is reported
-    and the rest still run. Raises LockHeldError (nothing sent) if another run holds the lock."""
+                    transport: httpx.AsyncBaseTransport | None = None,
+                    after_file: Callable[[FileResult], None] | None = None,
+                    stop_after: Sequence[StopReason] = STOP_ALL) -> list[FileResult]:
+    """`run`: each file in turn, holding the ledger's lock throughout. An unusable file is reported
+    and the rest still run; after a stop in `stop_after` the later files are reported as not run.
+    `after_file` sees each result as soon as its workbook is written (sweep moves the file then).
+    Raises LockHeldError (nothing sent) if another run holds the lock."""
     from .ledger import Ledger
 
     with Ledger.open(settings.ledger_path) as ledger:
         return await _run_files(paths, settings, token, reporter or QuietReporter(), stop or asyncio.Event(),
-                                transport, ledger)
+                                transport, ledger, after_file or (lambda result: None), stop_after)
 
 
 async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, reporter: Reporter,
                      stop: asyncio.Event, transport: httpx.AsyncBaseTransport | None, ledger: Ledger,
+                     after_file: Callable[[FileResult], None], stop_after: Sequence[StopReason],
                      ) -> list[FileResult]:
     from .client import RyngClient
     from .loading import read_dispositions
@@ -199,16 +219,23 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
     allowed = read_dispositions(settings.dispositions) if settings.dispositions else None
     client = RyngClient(settings.base_url, token, timeout=settings.timeout,
                         transport=transport or default_transport(settings.concurrency, settings.base_url))
-    results = []
+    results: list[FileResult] = []
+    stopped: StopReason | None = None
     try:
         for path in paths:
-            if stop.is_set():
-                break
-            try:
-                result = await _run_file(path, settings, allowed, client, reporter, stop, ledger)
-            except InputFileError as exc:
-                result = FileResult.unusable(path, str(exc))
+            if stopped is None and stop.is_set():
+                stopped = StopReason.INTERRUPTED
+            if stopped is not None:
+                result = FileResult.not_run(path, stopped)
+            else:
+                try:
+                    result = await _run_file(path, settings, allowed, client, reporter, stop, ledger)
+                except InputFileError as exc:
+                    result = FileResult.unusable(path, str(exc))
+                if result.stop_reason in stop_after:
+                    stopped = result.stop_reason
             reporter.file_finished(result)
+            after_file(result)
             results.append(result)
     finally:
         await client.aclose()
@@ -218,6 +245,7 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
 async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | None, client,  # type: ignore[no-untyped-def]
                     reporter: Reporter, stop: asyncio.Event, ledger: Ledger) -> FileResult:
     from .loading import load
+    from .runlog import RunLog
     from .runner import STOP_MESSAGES, Runner, SendOptions
     from .workbook import write_results
 
@@ -233,27 +261,49 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     else:
         to_send = decided.to_send
     reporter.file_started(path, len(table), len(to_send))
+    call_ids = table.field_cells("callID")
+
+    log = RunLog(settings.reports_dir, path.stem, started)
+    log.note(f"run of {path} ({len(table)} rows, {len(to_send)} to send) to {settings.base_url}")
+    for index, status in enumerate(results.status):
+        if status is not Status.PENDING:
+            log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
 
     def on_outcome(call: CallRequest, outcome: Outcome) -> None:
+        note = decided.notes.get(call.index)
+        if note:
+            outcome = replace(outcome, message=f"{outcome.message} ({note})")
         results.set(call.index, outcome)
+        log.outcome(call.row, call.call_id, outcome)
         reporter.outcome(outcome.status)
 
-    run_id = ledger.begin_run(settings.base_url, path, table.sha256)
-    if to_send:
-        runner = Runner(client, SendOptions(settings.concurrency, settings.retries, settings.rate),
-                        journal=ledger.journal(settings.base_url, run_id), on_outcome=on_outcome, stop=stop)
-        stop_reason = await runner.run(to_send)
-    for index in range(len(results)):  # rows the run never reached
-        if results.status[index] is Status.PENDING and not results.message[index]:
-            results.set(index, Outcome(Status.PENDING, STOP_MESSAGES[stop_reason or StopReason.INTERRUPTED]))
-    counts = results.counts()
-    ledger.end_run(run_id, counts)
-    finished = utc_now()
-    warnings = list(decided.warnings)
-    if settings.force:
-        warnings.append("--force: rows already disposed were sent again.")
-    summary = summary_rows(table, settings, counts, RUN_STATUSES, started=started, finished=finished,
-                           command="run", stop_reason=stop_reason, warnings=warnings)
-    results_path = write_results(table, results, summary, reports_dir=settings.reports_dir, started=started)
+    try:
+        run_id = ledger.begin_run(settings.base_url, path, table.sha256)
+        if to_send:
+            runner = Runner(client, SendOptions(settings.concurrency, settings.retries, settings.rate),
+                            journal=ledger.journal(settings.base_url, run_id), on_outcome=on_outcome, stop=stop)
+            stop_reason = await runner.run(to_send)
+        for index in range(len(results)):  # rows the run never reached
+            if results.status[index] is Status.PENDING and not results.message[index]:
+                results.set(index, Outcome(Status.PENDING, STOP_MESSAGES[stop_reason or StopReason.INTERRUPTED]))
+                log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
+        counts = results.counts()
+        ledger.end_run(run_id, counts)
+        finished = utc_now()
+        warnings = list(decided.warnings)
+        if settings.force:
+            warnings.append("--force: rows already disposed were sent again.")
+        summary = summary_rows(table, settings, counts, RUN_STATUSES, started=started, finished=finished,
+                               command="run", stop_reason=stop_reason, warnings=warnings)
+        results_path = write_results(table, results, summary, reports_dir=settings.reports_dir, started=started)
+        log.finish(results_path, [f"{status.value}: {counts[status]}" for status in RUN_STATUSES if counts[status]]
+                   + [f"results: {results_path}"])
+    finally:
+        log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts), stop_reason, tuple(warnings))
+
+
+def _outcome_at(results: RowResults, index: int) -> Outcome:
+    return Outcome(results.status[index], results.message[index], results.http_status[index],
+                   results.attempts[index], results.finished_at[index])

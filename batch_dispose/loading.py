@@ -122,7 +122,8 @@ def read_dispositions(path: Path) -> tuple[str, ...]:
     try:
         text = _decode(path.read_bytes(), path)[0]
     except OSError as exc:
-        raise InputFileError(f"{path}: cannot read the dispositions file ({exc.strerror}).", path=path) from exc
+        raise InputFileError(f"{path}: cannot read the dispositions file ({exc.strerror}); check --dispositions.",
+                             path=path) from None
     names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
     if not names:
         raise InputFileError(f"{path}: the dispositions file lists no names; put one name on each line.", path=path)
@@ -137,7 +138,7 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) ->
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise _error(path, "is not a file")
+            raise _error(path, "is a folder, not a file; give the spreadsheet's own path")
     except FileNotFoundError:
         raise _error(path, "does not exist; check the name and folder") from None
     except OSError as exc:
@@ -145,7 +146,7 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) ->
     if size == 0:
         raise _error(path, "is empty; export the calls again")
     if size > max_bytes:
-        raise _error(path, f"is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; split it into smaller files")
+        raise _error(path, f"is {_size(size)}, over the {_size(max_bytes)} limit; split it into smaller files")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -153,7 +154,7 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) ->
     if fmt == "csv":
         text, encoding = _decode(data, path)
         delimiter = _detect_delimiter(text)
-        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         grid: Iterable[Sequence[object]] = _csv_rows(records, path)
         return _build(path, fmt, data, _Source(grid), max_rows, encoding=encoding, delimiter=delimiter)
     _check_container(data, path, fmt)
@@ -216,10 +217,14 @@ def _detect_delimiter(text: str) -> str:
 
 def _csv_rows(records: Iterator[list[str]], path: Path) -> Iterator[Sequence[object]]:
     csv.field_size_limit(sys.maxsize)
+    row = 0
     try:
-        yield from records
+        for row, record in enumerate(records, start=1):  # noqa: B007 (row is used after the loop)
+            yield record
     except csv.Error as exc:
-        raise _error(path, f"is not valid CSV ({exc}); export it again") from None
+        problem = ("a quoted cell is never closed (a \" is missing, or the file was cut off)"
+                   if "end of data" in str(exc) else f"the quoting is broken ({exc})")
+        raise _error(path, f"row {row + 1}: {problem}; fix that row or export the file again") from None
 
 
 # -- workbooks ----------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ def _load_workbook(path: Path, fmt: str, data: bytes, max_rows: int) -> Table:
         sheets = [(meta.name, meta.visible == python_calamine.SheetVisibleEnum.Visible)
                   for meta in workbook.sheets_metadata]
         if not sheets:
-            raise _error(path, "holds no sheets")
+            raise _error(path, "holds no sheets; open it, check the calls are there, and save it again")
         # Visible sheets first, hidden ones only as a fallback; each keeps its workbook order.
         order = [name for name, visible in sheets if visible] + [name for name, visible in sheets if not visible]
         candidates: list[_Source] = []
@@ -355,7 +360,8 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, *,
         for position, name in id_positions:
             kinds[name].append(cell_kind(raw[position]) if typed and position < len(raw) else "")
     if not rows:
-        raise _error(path, "has a header row but no calls under it")
+        raise _error(path, "has a header row but no calls under it; put the calls in the rows below the header, "
+                     "or export them again")
     warnings = []
     if "notes" not in fields:
         warnings.append("There is no notes column: every call is sent with empty notes.")
@@ -365,7 +371,10 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, *,
     if result_positions:
         prior_status = [text.strip().lower() for text in columns[result_positions["status"]]]
         prior_finished = columns[result_positions["finished_at"]]
-    keep = [position for position in range(width) if position not in result_positions.values()]
+    blank = {position for position in range(width)  # data starting in column B: no empty column A
+             if not headers[position] and position not in fields.values() and not any(columns[position])}
+    keep = [position for position in range(width) if position not in result_positions.values()
+            and position not in blank]
     remap = {old: new for new, old in enumerate(keep)}
     return Table(
         path=path,
@@ -410,7 +419,7 @@ def _raise_missing(path: Path, sources: Sequence[_Source]) -> None:
     candidates = [[text.strip() for text in _texts(raw) if text.strip()] for source in sources for raw in source.head]
     candidates = [texts for texts in candidates if texts]
     if not candidates:
-        raise _error(path, "holds no data (every row is blank)")
+        raise _error(path, "holds no data (every row is blank); export the calls again")
     best = max(candidates, key=lambda texts: len(_matched_fields(texts)))  # the first, among equals
     missing = [name for name in REQUIRED_FIELDS if name not in _matched_fields(best)]
     found = ", ".join(best[:8]) + ("…" if len(best) > 8 else "")
@@ -418,6 +427,10 @@ def _raise_missing(path: Path, sources: Sequence[_Source]) -> None:
     listed = " and ".join(f"'{name}'" for name in missing)
     raise _error(path, f"column{plural} {listed} {'are' if plural else 'is'} missing (found: {found}); "
                  f"rename the column{plural} in the header row to {' and '.join(missing)}")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.2f} MB" if count >= 2**16 else f"{count:,} bytes"
 
 
 def _error(path: Path, problem: str) -> InputFileError:

@@ -50,6 +50,7 @@ class StopReason(enum.StrEnum):
 
     UNAUTHORIZED = "unauthorized"  # 3 consecutive 403s
     UNAVAILABLE = "unavailable"  # the run-wide retry budget ran out
+    UNRESPONSIVE = "unresponsive"  # many requests in a row got no usable reply (unknown)
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
     STRICT = "strict"  # --strict and the file has invalid rows
 
@@ -166,3 +167,10 @@ class FileResult:
         """The result of a file that could not be used at all (nothing sent)."""
         now = utc_now()
         return cls(path, None, 0, {}, now, now, ExitCode.USAGE, error=error)
+
+    @classmethod
+    def not_run(cls, path: Path, reason: StopReason) -> FileResult:
+        """A file left alone because the run stopped before reaching it."""
+        now = utc_now()
+        return cls(path, None, 0, {}, now, now, ExitCode.ROWS_LEFT, reason,
+                   error=f"{path}: not run, the run stopped before this file ({reason.value}).")

@@ -91,8 +91,8 @@ def reporter_for(stream: TextIO, *, quiet: bool):  # type: ignore[no-untyped-def
 
 def summary_lines(result: FileResult) -> list[str]:
     """The short end-of-file summary for stderr."""
-    if result.error is not None:
-        return [result.error]
+    if result.results_path is None:
+        return [result.error or f"{result.input_path}: not run."]
     counts = {Status(key): value for key, value in result.counts.items()}
     lines = [f"{result.input_path.name}: {result.rows} row{'s' if result.rows != 1 else ''}: {counts_text(counts)} "
              f"({result.duration_s:.1f} s)"]
@@ -109,6 +109,8 @@ STOP_LINES = {
     "or the token file, then run the results workbook again",
     "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
     "run the results workbook again later",
+    "unresponsive": "stopped: the server stopped answering (many requests in a row got no usable reply); "
+    "check the unknown rows in Ryng, then run the results workbook again",
     "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",
     "strict": "stopped: --strict and the file has invalid rows; nothing was sent",
 }

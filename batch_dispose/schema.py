@@ -8,6 +8,7 @@ per invalid row ("logID '87278.5' is not a whole number"). Valid rows become `Ca
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -23,8 +24,11 @@ CALL_ID_MAX = 64
 NOTES_MAX = 32_767  # the most text one Excel cell holds
 LOG_ID_MAX = 2**63 - 1
 CALL_ID_CHARS = re.compile(r"[A-Za-z0-9_-]*")
-ROUNDED = r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+"  # how a spreadsheet shows a number it has rounded
-WHOLE = r"\d+(?:\.0+)?"
+ROUNDED = r"[+-]?\d+(?:[.,]\d+)?[eE][+-]\d+"  # how a spreadsheet shows a number it rounded: 1.23457E+16
+WHOLE = r"[+-]?\d+(?:\.0+)?"
+NOT_POSITIVE = r"-\d+(?:\.0+)?|\+?0+(?:\.0+)?"
+THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.0+)?")
+
 
 #: Check name -> the sentence for a row that fails it. `{value}` is the cell, trimmed and shortened.
 MESSAGES = {
@@ -35,19 +39,20 @@ MESSAGES = {
     "format the callID column as Text and type the IDs again",
     "callID.long": "callID is {length} characters long; a call ID has at most 64",
     "callID.chars": "callID {value} has {char}, which a call ID cannot hold; use only letters, digits, _ and -",
-    "callID.duplicate": "callID {value} is a duplicate of row {first}; only the first is sent",
+    "callID.duplicate": "callID {value} is a duplicate of row {first}; each call is sent once, from its first row",
     "logID.blank": "logID is blank (or the cell holds an error such as #N/A); fill in the log ID",
     "logID.date": "logID {value} is a date, not a log ID; format the logID column as Number and type the IDs again",
     "logID.bool": "logID {value} is TRUE/FALSE, not a log ID; type the log ID",
     "logID.rounded": "logID {value} was rounded by the spreadsheet (more than 15 digits); "
     "format the logID column as Text and type the IDs again",
-    "logID.whole": "logID {value} is not a whole number",
+    "logID.whole": "logID {value} is not a whole number{hint}",
     "logID.positive": "logID {value} is not a positive whole number",
     "logID.large": "logID {value} is too large for a log ID",
     "disposition.blank": "disposition is blank (or the cell holds an error such as #N/A); fill in a disposition "
     "such as Interested",
     "disposition.allowed": "disposition {value} is not in the dispositions list{suggestion}",
-    "notes.long": "notes are {length:,} characters long; at most 32,767 fit in a cell, so shorten them",
+    "notes.long": "notes are {length:,} characters long (as Excel counts them); at most 32,767 fit in a cell, "
+    "so shorten them",
 }
 # When one field breaks several rules, the first in this order is the one reported.
 PRIORITY = {name: position for position, name in enumerate(MESSAGES)}
@@ -90,7 +95,7 @@ def row_schema(allowed: Sequence[str] | None = None) -> pa.DataFrameSchema:
                 check("logID.blank", lambda s: s != ""),
                 check("logID.rounded", lambda s: ~s.str.fullmatch(ROUNDED)),
                 check("logID.whole", lambda s: (s == "") | s.str.fullmatch(WHOLE)),
-                check("logID.positive", lambda s: ~s.str.fullmatch(r"0+(?:\.0+)?")),
+                check("logID.positive", lambda s: ~s.str.fullmatch(NOT_POSITIVE)),
                 check("logID.large", _fits_int64),
             ]),
             "logID_kind": pa.Column(checks=[
@@ -98,7 +103,7 @@ def row_schema(allowed: Sequence[str] | None = None) -> pa.DataFrameSchema:
                 check("logID.bool", lambda s: s != KIND_BOOL),
             ]),
             "disposition": pa.Column(checks=disposition_checks),
-            "notes": pa.Column(checks=[check("notes.long", lambda s: s.str.len() <= NOTES_MAX)]),
+            "notes": pa.Column(checks=[check("notes.long", lambda s: _excel_length(s) <= NOTES_MAX)]),
         },
         strict=True,
         name="rows",
@@ -109,7 +114,8 @@ def normalize(table: Table) -> pd.DataFrame:
     """The four fields as the rules see them: trimmed, full-width forms folded, `12345.0` -> `12345`."""
     def ids(name: str) -> pd.Series:
         cells = pd.Series(table.field_cells(name), dtype=object).str.strip()
-        cells = cells.str.normalize("NFKC").str.strip()
+        if not cells.map(str.isascii).all():
+            cells = cells.str.normalize("NFKC").str.translate(_digits()).str.strip()
         return cells.str.replace(r"^(\d{1,15})\.0+$", r"\1", regex=True)
 
     return pd.DataFrame({
@@ -158,8 +164,20 @@ def validate(table: Table, allowed: Sequence[str] | None = None) -> Validation:
     return Validation(messages=messages, requests=requests)
 
 
+@functools.cache
+def _digits() -> dict[int, str]:
+    """Decimal digits of every script (Devanagari, Arabic-Indic…) -> 0-9, for the ID columns."""
+    return {code: str(unicodedata.digit(chr(code))) for code in range(0x80, 0x110000)
+            if unicodedata.category(chr(code)) == "Nd"}
+
+
+def _excel_length(series: pd.Series) -> pd.Series:
+    """Length as Excel counts it (UTF-16 units: an emoji counts twice)."""
+    return series.str.len() + series.str.count("[\U00010000-\U0010FFFF]")
+
+
 def _fits_int64(series: pd.Series) -> pd.Series:
-    digits = series.str.split(".").str[0].str.lstrip("0")
+    digits = series.str.split(".").str[0].str.lstrip("+0")
     fits = (digits.str.len() < 19) | ((digits.str.len() == 19) & (digits <= str(LOG_ID_MAX)))
     return ~series.str.fullmatch(WHOLE) | fits
 
@@ -172,7 +190,10 @@ def _sentence(row: pd.Series, fields: dict[str, str], first_rows: dict[str, int]
         if name is None:
             continue
         value = row[field]
-        details = {"value": _quote(value), "length": len(value), "char": "", "first": "", "suggestion": ""}
+        details = {"value": _quote(value), "length": len(value), "char": "", "first": "", "suggestion": "",
+                   "hint": " (remove the thousands separators)" if THOUSANDS.fullmatch(value) else ""}
+        if name == "notes.long":
+            details["length"] = int(_excel_length(pd.Series([value])).iloc[0])
         if name == "callID.chars":
             details["char"] = _describe_char(next(ch for ch in value if not CALL_ID_CHARS.fullmatch(ch)))
         elif name == "callID.duplicate":

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from .files import fsync_file, move_unique
 from .loading import RESULT_COLUMNS, Table
 from .models import RowResults, Status
 
@@ -65,12 +66,10 @@ def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str
     temporary = reports_dir / f".{stem}.{os.getpid()}.tmp"
     try:
         workbook.save(temporary)
-        _fsync_file(temporary)
-        final = _link_new(temporary, reports_dir, stem)
+        fsync_file(temporary)
+        return move_unique(temporary, reports_dir, stem, ".xlsx")
     finally:
         temporary.unlink(missing_ok=True)
-    _fsync_dir(reports_dir)
-    return final
 
 
 def _results_sheet(workbook, table: Table, results: RowResults) -> None:  # type: ignore[no-untyped-def]
@@ -184,38 +183,3 @@ def _alive(pid: int) -> bool:
     except OSError:  # exists, but is not ours to signal
         return True
     return True
-
-
-def _link_new(temporary: Path, folder: Path, stem: str) -> Path:
-    """Give the finished file its name without ever replacing an existing file."""
-    for attempt in range(1, 10_000):
-        final = folder / (f"{stem}.xlsx" if attempt == 1 else f"{stem}-{attempt}.xlsx")
-        try:
-            os.link(temporary, final)
-            return final
-        except FileExistsError:
-            continue
-        except OSError:  # a file system without hard links: check, then rename
-            if final.exists():
-                continue
-            os.replace(temporary, final)
-            return final
-    raise OSError(f"no free name for {stem}.xlsx in {folder}")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

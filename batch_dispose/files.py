@@ -1,0 +1,49 @@
+"""Placing finished files without ever replacing one: results workbooks, swept inbox files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def move_unique(source: Path, folder: Path, stem: str, suffix: str) -> Path:
+    """Move `source` to `folder/stem+suffix`, or `stem-2+suffix`, `-3`… if taken; never overwrite.
+
+    A hard link claims the name atomically (it fails if the name exists); on a file system without
+    hard links, the name is checked and the file renamed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        target = folder / (f"{stem}{suffix}" if attempt == 1 else f"{stem}-{attempt}{suffix}")
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            continue
+        except OSError:
+            if target.exists():
+                continue
+            os.replace(source, target)
+        else:
+            source.unlink()
+        fsync_dir(folder)
+        return target
+    raise OSError(f"no free name for {stem}{suffix} in {folder}")
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or link in `folder` durable (a no-op where directories cannot be fsynced)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,98 @@
+"""`batch-dispose sweep INBOX`: run every spreadsheet waiting in a folder, for cron.
+
+Each file in INBOX (not hidden, not an office lock file, not changed in the last 10 seconds) is run
+in name order, holding the ledger's lock throughout. A file that was run moves to `INBOX/done/`; one
+that cannot be used moves to `INBOX/rejected/` with `NAME.reason.txt` beside it. Moving is the last
+step: a crash leaves the file in the inbox for the next sweep, and the ledger keeps its rows from
+being sent twice. A run that stopped early (token rejected, server unavailable, interrupted) also
+leaves its file in the inbox, so the next sweep finishes it; the sweep then stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+from .files import move_unique
+from .loading import FORMATS
+from .models import ExitCode, FileResult, StopReason
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .credentials import Secret
+    from .job import Reporter
+    from .settings import Settings
+
+SETTLE_S = 10.0  # a file changed more recently than this may still be being written
+STOPPING = (StopReason.UNAUTHORIZED, StopReason.UNAVAILABLE, StopReason.UNRESPONSIVE, StopReason.INTERRUPTED)
+
+
+@dataclass
+class SweptFile:
+    result: FileResult
+    moved_to: Path | None
+
+
+@dataclass
+class SweepResult:
+    files: list[SweptFile] = field(default_factory=list)
+    waiting: list[Path] = field(default_factory=list)  # too fresh: left for the next sweep
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 when every file ended 0 (an empty inbox too); a rejected file (exit 2) counts as 1."""
+        from .job import combined_exit_code
+
+        return combined_exit_code([swept.result for swept in self.files])
+
+
+def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path]]:
+    """(files to run now in name order, files too recently changed to touch yet)."""
+    if not inbox.is_dir():
+        raise UsageError(f"{inbox}: the inbox folder does not exist.")
+    now = time.time() if now is None else now
+    ready, fresh = [], []
+    for path in sorted(inbox.iterdir(), key=lambda p: p.name):
+        name = path.name
+        if name.startswith((".", "~$")) or path.suffix.lower() not in FORMATS or not path.is_file():
+            continue
+        (fresh if now - path.stat().st_mtime < SETTLE_S else ready).append(path)
+    return ready, fresh
+
+
+async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Reporter | None = None,
+                stop: asyncio.Event | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                clock: Callable[[], float] = time.time) -> SweepResult:
+    """Run each waiting file and move it to done/ or rejected/ (see the module docstring)."""
+    from .job import run_files
+
+    result = SweepResult()
+    ready, result.waiting = waiting_files(inbox, now=clock())
+    if not ready:
+        return result
+    stop = stop or asyncio.Event()
+
+    def moved(file_result: FileResult) -> None:
+        if file_result.error is not None:
+            destination = _move(file_result.input_path, inbox / "rejected")
+            reason = destination.with_name(destination.name + ".reason.txt")
+            reason.write_text(file_result.error + "\n", encoding="utf-8")
+            result.files.append(SweptFile(file_result, destination))
+        elif file_result.stop_reason in STOPPING:
+            result.files.append(SweptFile(file_result, None))
+        else:
+            result.files.append(SweptFile(file_result, _move(file_result.input_path, inbox / "done")))
+
+    await run_files(ready, settings, token, reporter=reporter, stop=stop, transport=transport, after_file=moved,
+                    stop_after=STOPPING)
+    return result
+
+
+def _move(path: Path, folder: Path) -> Path:
+    return move_unique(path, folder, path.stem, path.suffix)
