@@ -31,7 +31,7 @@ from .credentials import MASK, Secret
 from .errors import UsageError
 from .models import CallRequest, Status, Verdict
 from .pacing import parse_retry_after
-from .transport import is_loopback
+from .transport import UntrustedCertificate, is_loopback
 
 ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
@@ -111,18 +111,13 @@ class RyngClient:
                 finally:
                     await response.aclose()
         except httpx.TransportError as exc:
-            return self._scrubbed(classify_error(exc, self.timeout))
+            return classify_error(exc, self.timeout, secret=self._token.reveal())
+        except httpx.DecodingError as exc:  # the reply arrived but cannot be decoded
+            return Verdict(Status.UNKNOWN, f"the server's reply could not be decoded "
+                           f"({_masked(str(exc), self._token.reveal())[:120]}); {UNKNOWN_HINT}")
         except TimeoutError:
             return Verdict(Status.UNKNOWN, f"sent, but no complete reply within {self._deadline:.0f} s; {UNKNOWN_HINT}")
-        return self._scrubbed(classify(response))
-
-    def _scrubbed(self, verdict: Verdict) -> Verdict:
-        """A server echoing our header back must not put the token into a message."""
-        secret = self._token.reveal()
-        if secret in verdict.message:
-            return Verdict(verdict.status, verdict.message.replace(secret, MASK), verdict.http_status,
-                           verdict.retry, verdict.retry_after)
-        return verdict
+        return classify(response, secret=self._token.reveal())
 
     async def aclose(self) -> None:
         if self._transport is not None:
@@ -138,15 +133,20 @@ def preview(base_url: str | None, call: CallRequest) -> str:
     return f"{request.method} {request.url}\n{headers}\n\n{request.content.decode('ascii')}"
 
 
-def classify(response: httpx.Response) -> Verdict:
-    """What one HTTP answer means for the row (see the table in the module docstring)."""
+def classify(response: httpx.Response, *, secret: str = "") -> Verdict:
+    """What one HTTP answer means for the row (see the table in the module docstring).
+
+    Whatever the server sent is masked for `secret` before any of it is cut into a message, so a
+    server echoing our header back cannot put the token, or part of it, into the workbook.
+    """
     code = response.status_code
     reason = f"{code} {response.reason_phrase}".strip()
+    text = _masked(response.content[:65536].decode("utf-8", errors="replace"), secret)
     if code in RETRY_STATUSES:
         return Verdict(Status.FAILED, f"the server stayed {RETRY_STATUSES[code]} ({reason}); "
                        f"the call was not ended, so it is safe to re-run", code, retry=True,
                        retry_after=parse_retry_after(response.headers.get("retry-after")))
-    api = _api_reply(response)
+    api = _api_reply(text)
     if code == 200 and api is not None:
         error, message = api
         if not error:
@@ -154,26 +154,29 @@ def classify(response: httpx.Response) -> Verdict:
         return Verdict(Status.FAILED, f"the server answered 200 but reported an error: {message}", code)
     if 200 <= code < 300:
         return Verdict(Status.UNKNOWN, f"the server answered {reason} but not with the API's reply "
-                       f"({_excerpt(response)}); {UNKNOWN_HINT}", code)
+                       f"({_excerpt(text)}); {UNKNOWN_HINT}", code)
     if code == 403:
         return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: "
-                       f"{api[1] if api else _excerpt(response)})", code)
+                       f"{api[1] if api else _excerpt(text)})", code)
     if code == 500:
         return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: "
-                       f"{api[1] if api else _excerpt(response)})", code)
+                       f"{api[1] if api else _excerpt(text)})", code)
     if 300 <= code < 400:
-        where = response.headers.get("location", "elsewhere")
+        where = _masked(response.headers.get("location", "elsewhere"), secret)
         return Verdict(Status.FAILED, f"the server redirected the request ({reason}) to {where[:120]}; "
                        f"check --subdomain / --base-url", code)
     if 400 <= code < 500:
         return Verdict(Status.FAILED, f"the server refused the request ({reason}: "
-                       f"{api[1] if api else _excerpt(response)})", code)
-    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(response)}); {UNKNOWN_HINT}", code)
+                       f"{api[1] if api else _excerpt(text)})", code)
+    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(text)}); {UNKNOWN_HINT}", code)
 
 
-def classify_error(exc: httpx.TransportError, read_timeout: float) -> Verdict:
+def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: str = "") -> Verdict:
     """What a transport failure means: before sending -> retry; after -> unknown."""
-    detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+    detail = _masked(" ".join(str(exc).split()), secret)[:160] or type(exc).__name__
+    if isinstance(exc, UntrustedCertificate):
+        return Verdict(Status.FAILED, f"the server's TLS certificate is not trusted ({detail}); nothing was sent. "
+                       f"Check --subdomain / --base-url, or the system's certificate store")
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return Verdict(Status.FAILED, f"could not connect to the server ({detail}); the call was not sent, "
                        f"so it is safe to re-run", retry=True)
@@ -182,11 +185,15 @@ def classify_error(exc: httpx.TransportError, read_timeout: float) -> Verdict:
     return Verdict(Status.UNKNOWN, f"sent, but the connection broke before a reply ({detail}); {UNKNOWN_HINT}")
 
 
-def _api_reply(response: httpx.Response) -> tuple[bool, str] | None:
+def _masked(text: str, secret: str) -> str:
+    return text.replace(secret, MASK) if secret and secret in text else text
+
+
+def _api_reply(text: str) -> tuple[bool, str] | None:
     """(error, message) when the body is the API's JSON; None for anything else."""
     try:
-        data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("error"), bool):
         return None
@@ -194,8 +201,8 @@ def _api_reply(response: httpx.Response) -> tuple[bool, str] | None:
     return data["error"], " ".join(message.split())[:300] if isinstance(message, str) else ""
 
 
-def _excerpt(response: httpx.Response, limit: int = 160) -> str:
-    text = response.content[:4096].decode("utf-8", errors="replace")
+def _excerpt(text: str, limit: int = 160) -> str:
+    text = text[:4096]
     if "<" in text:  # an HTML error page: its words, not its tags
         text = re.sub(r"(?is)<(script|style)\b.*?</\1>|<[^>]*>", " ", text)
     text = " ".join(text.split())

@@ -181,9 +181,11 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
 
 
 def _looks_binary(sample: bytes) -> bool:
-    """Mostly control bytes (an image, a zip, a UTF-16 file without BOM): not a text CSV."""
-    controls = sum(1 for byte in sample if byte < 0x09 or 0x0E <= byte < 0x20)
-    return controls > max(4, len(sample) // 20)
+    """A zip, an old Office file, an image or a PDF, or text full of NUL bytes (UTF-16 without a BOM):
+    not a text CSV. A stray control character or two in a note is still text."""
+    if sample.startswith((_ZIP_MAGIC, _OLE2_MAGIC, b"\x89PNG", b"%PDF", b"\x1f\x8b", b"\xff\xd8\xff", b"GIF8")):
+        return True
+    return sample.count(0) > max(4, len(sample) // 100)
 
 
 def _decode_as(data: bytes, encoding: str, path: Path) -> str:
@@ -272,7 +274,8 @@ def _load_workbook(path: Path, fmt: str, data: bytes, max_rows: int) -> Table:
         workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except python_calamine.PasswordError:
         raise _error(path, "is password-protected; open it, remove the password, save it and try again") from None
-    except (python_calamine.CalamineError, ValueError, OSError) as exc:
+    except BaseException as exc:
+        _reraise_unless_unreadable(exc)
         raise _error(path, f"cannot be read as a .{fmt} workbook ({_short(exc)}); open it and save it again") from None
     with workbook:
         sheets = [(meta.name, meta.visible == python_calamine.SheetVisibleEnum.Visible)
@@ -285,7 +288,8 @@ def _load_workbook(path: Path, fmt: str, data: bytes, max_rows: int) -> Table:
         for name in order:
             try:
                 grid = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
-            except (python_calamine.CalamineError, ValueError) as exc:
+            except BaseException as exc:
+                _reraise_unless_unreadable(exc)
                 raise _error(path, f"sheet '{name}' cannot be read ({_short(exc)}); open it and save it again") from None
             source = _Source(grid, sheet=name)
             if source.header_index is not None:
@@ -427,6 +431,13 @@ def _raise_missing(path: Path, sources: Sequence[_Source]) -> None:
     listed = " and ".join(f"'{name}'" for name in missing)
     raise _error(path, f"column{plural} {listed} {'are' if plural else 'is'} missing (found: {found}); "
                  f"rename the column{plural} in the header row to {' and '.join(missing)}")
+
+
+def _reraise_unless_unreadable(exc: BaseException) -> None:
+    """calamine fails on a damaged file with its own errors or, from a Rust panic, pyo3's
+    PanicException (a BaseException); both mean "unreadable". Ctrl-C and exits pass through."""
+    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+        raise exc
 
 
 def _size(count: int) -> str:

@@ -73,20 +73,29 @@ class RetryBudget:
 
 
 class Pacer:
-    """At most `rate` request starts in any window of WINDOW_S, slowed down on 429 (AIMD).
+    """At most `rate` request starts in any window of WINDOW_S, slowed down on 429s (AIMD).
 
-    Without a configured rate there is no limit until the server answers 429; then the limit becomes
-    half the rate we were sending at, halves again on each further 429, grows back by about one
-    request a second per second, and is lifted once it has doubled past where it started.
+    Below one request a second the window stretches instead (`--rate 0.5`: one start per 2.1 s).
+    A 429 now and then is noise; a server's rate limit shows as many: when, within one window, at
+    least 2 answers and a tenth of all answers were 429, the limit halves (at most once per window).
+    Each window after that without such a burst grows it back by 5% (at least one request a second).
+    Without a configured rate there is no limit until such a burst; the limit then starts at half the
+    rate we were sending at, and is lifted once it has grown back to twice that.
     """
+
+    THROTTLED_SHARE = 0.1
+    RECOVERY = 0.05
 
     def __init__(self, rate: float | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self.configured = rate
         self.limit = rate
-        self._ceiling = rate
+        self._ceiling: float | None = None
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque()
+        self._answers: deque[tuple[float, bool]] = deque()
+        self._throttled = 0  # 429s among self._answers
+        self._changed_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
@@ -94,29 +103,38 @@ class Pacer:
         async with self._lock:
             while True:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= WINDOW_S:
+                limit = self.limit
+                window = WINDOW_S if limit is None else WINDOW_S * max(1.0, 1.0 / limit)
+                while self._starts and now - self._starts[0] >= window:
                     self._starts.popleft()
-                allowed = max(1, int(self.limit)) if self.limit is not None else None
+                allowed = None if limit is None else max(1, int(limit))
                 if allowed is None or len(self._starts) < allowed:
                     self._starts.append(now)
                     return
-                await self._sleep(self._starts[len(self._starts) - allowed] + WINDOW_S - now)
+                # a microsecond more than the window, so float rounding can never make it land short
+                await self._sleep(self._starts[len(self._starts) - allowed] + window - now + 1e-6)
 
-    def throttled(self) -> None:
-        """The server answered 429: halve the limit (multiplicative decrease)."""
+    def answered(self, throttled: bool) -> None:
+        """Note one answer (throttled: it was a 429) and adjust the limit (see the class docstring)."""
         now = self._clock()
-        recent = sum(1 for start in self._starts if now - start < WINDOW_S)
-        current = self.limit if self.limit is not None else float(max(recent, 2))
-        if self._ceiling is None:
-            self._ceiling = 2 * current
-        self.limit = max(1.0, current / 2)
-
-    def succeeded(self) -> None:
-        """A request went through: grow the limit back by one request a second, per second."""
-        if self.limit is None or self.limit == self.configured:
+        self._answers.append((now, throttled))
+        self._throttled += throttled
+        while self._answers[0][0] + WINDOW_S <= now:
+            self._throttled -= self._answers.popleft()[1]
+        if now - self._changed_at < WINDOW_S:
             return
-        self.limit += 1.0 / self.limit
-        if self.configured is not None:
-            self.limit = min(self.limit, self.configured)
-        elif self._ceiling is not None and self.limit >= self._ceiling:
-            self.limit = self._ceiling = None
+        if throttled and self._throttled >= max(2, self.THROTTLED_SHARE * len(self._answers)):
+            current = self.limit
+            if current is None:
+                recent = sum(1 for start in self._starts if start + WINDOW_S > now)
+                current = max(2.0, recent / WINDOW_S)
+                self._ceiling = 2 * current
+            self.limit = max(min(1.0, self.configured or 1.0), current / 2)
+            self._changed_at = now
+        elif self.limit is not None and self.limit != self.configured and not self._throttled:
+            self.limit += max(1.0, self.limit * self.RECOVERY)
+            self._changed_at = now
+            if self.configured is not None:
+                self.limit = min(self.limit, self.configured)
+            elif self._ceiling is not None and self.limit >= self._ceiling:
+                self.limit = self._ceiling = None

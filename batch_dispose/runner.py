@@ -19,6 +19,7 @@ from .models import CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_
 from .pacing import Pacer, RetryBudget, Sleep, backoff
 
 UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
+UNKNOWN_STOP_MIN = 3  # consecutive unknown outcomes that stop the run: max(this, concurrency)
 MAX_WAITING = 1000  # rows waiting to retry at once (each is a small task)
 
 
@@ -55,6 +56,7 @@ class SendOptions:
 class _State:
     stop_reason: StopReason | None = None
     unauthorized_streak: int = 0
+    unknown_streak: int = 0
     waiting: int = 0  # rows sleeping before a retry (they hold no request slot)
     finished: list[tuple[CallRequest, Outcome]] = field(default_factory=list)
     crash: BaseException | None = None  # a bug inside a row's task, re-raised by run()
@@ -73,7 +75,7 @@ class Runner:
         self._on_outcome = on_outcome or (lambda call, outcome: None)
         self._stop = stop or asyncio.Event()  # set from outside: Ctrl-C / SIGTERM
         self._sleep = sleep
-        self._pacer = pacer or Pacer(options.rate)
+        self._pacer = pacer or Pacer(options.rate, sleep=sleep)
         self._budget = budget or RetryBudget()
         self._rng = random.Random(options.seed)
         self._state = _State()
@@ -86,6 +88,8 @@ class Runner:
         return self._state.stop_reason
 
     def _stopping(self) -> bool:
+        if self._stop.is_set() and not self._halted.is_set():
+            self._halt(StopReason.INTERRUPTED)
         return self._halted.is_set()
 
     def _halt(self, reason: StopReason) -> None:
@@ -156,18 +160,17 @@ class Runner:
             attempts += 1
             async with self._slots:
                 await self._pacer.wait()
+                if self._stopping():  # stopped while this row waited for its turn: it is not sent
+                    return self._record(call, _pending(attempts - 1, self._state.stop_reason))
                 verdict = await self._sender.attempt(call)
-            if verdict.http_status == 429:
-                self._pacer.throttled()
+            self._pacer.answered(verdict.http_status == 429)
             if not verdict.retry:
-                if verdict.status is Status.DISPOSED:
-                    self._pacer.succeeded()
-                    if attempts == 1:
-                        self._budget.refund()
-                self._note_unauthorized(verdict.status is Status.UNAUTHORIZED)
+                if verdict.status is Status.DISPOSED and attempts == 1:
+                    self._budget.refund()
+                self._note_streaks(verdict.status)
                 return self._record(call, _outcome(verdict, attempts))
             if attempts > self._options.retries:
-                return self._record(call, _outcome(verdict, attempts, f" (gave up after {attempts} attempts)"))
+                return self._record(call, _outcome(verdict, attempts, f" (gave up after {_attempts(attempts)})"))
             if self._stopping():
                 return self._record(call, _pending(attempts, self._state.stop_reason))
             if not self._budget.take():
@@ -195,11 +198,16 @@ class Runner:
             stopper.cancel()
         return self._stopping()
 
-    def _note_unauthorized(self, rejected: bool) -> None:
+    def _note_streaks(self, status: Status) -> None:
+        """3 rejected tokens in a row stop the run; so does a wave of replies we cannot use (a server that
+        hangs, resets or answers 502/504 to everything): each more row sent would only be one more unknown."""
         state = self._state
-        state.unauthorized_streak = state.unauthorized_streak + 1 if rejected else 0
+        state.unauthorized_streak = state.unauthorized_streak + 1 if status is Status.UNAUTHORIZED else 0
+        state.unknown_streak = state.unknown_streak + 1 if status is Status.UNKNOWN else 0
         if state.unauthorized_streak >= UNAUTHORIZED_STOP:
             self._halt(StopReason.UNAUTHORIZED)
+        if state.unknown_streak >= max(UNKNOWN_STOP_MIN, self._options.concurrency):
+            self._halt(StopReason.UNRESPONSIVE)
 
     def _record(self, call: CallRequest, outcome: Outcome) -> None:
         self._state.finished.append((call, outcome))
@@ -210,6 +218,8 @@ STOP_MESSAGES = {
     StopReason.UNAUTHORIZED: "not sent: the run stopped after the server rejected the token 3 times in a row",
     StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
     "(it kept asking us to retry); safe to re-run",
+    StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering "
+    "(many requests in a row got no usable reply); safe to re-run",
     StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
     StopReason.STRICT: "not sent: --strict and the file has invalid rows; fix them and run again",
 }
@@ -222,5 +232,9 @@ def _outcome(verdict: Verdict, attempts: int, suffix: str = "") -> Outcome:
 def _pending(attempts: int, reason: StopReason | None) -> Outcome:
     message = STOP_MESSAGES[reason or StopReason.INTERRUPTED]
     if attempts:
-        message += f" ({attempts} attempt{'s' if attempts > 1 else ''} answered 'busy, retry later')"
+        message += f" ({_attempts(attempts)} answered 'busy, retry later')"
     return Outcome(Status.PENDING, message, None, attempts, iso(utc_now()))
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"

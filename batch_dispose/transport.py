@@ -8,6 +8,7 @@ part that matters for never sending a call twice:
 =============================================  ========================  ==========================
 aiohttp raises                                 httpx error we raise      what it tells the caller
 =============================================  ========================  ==========================
+ClientConnectorCertificateError                UntrustedCertificate      never left; not retried
 ClientConnectorError (refused, DNS, TLS)       ConnectError              request never left
 ConnectionTimeoutError (pool or connect)       ConnectTimeout            request never left
 SocketTimeoutError / other ServerTimeoutError  ReadTimeout               sent, no reply in time
@@ -21,13 +22,19 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+
 import aiohttp
 import httpx
+import yarl
 
 MAX_BODY = 1 << 20  # bytes of a reply kept; the API's replies are a few dozen bytes
 # Connections idle longer than this are not reused: a server closing an idle connection just as we
 # reuse it would turn a safe request into one whose effect is unknown.
 KEEPALIVE_S = 4.0
+
+
+class UntrustedCertificate(httpx.ConnectError):
+    """The server's TLS certificate is not trusted: the request never left, and retrying cannot help."""
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -65,14 +72,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with self._session.request(
                 request.method,
-                str(request.url),
+                yarl.URL(str(request.url), encoded=True),  # the path exactly as client.py checked it
                 headers=headers,
                 data=request.content or None,
                 allow_redirects=False,
                 timeout=timeout,
             ) as reply:
                 body = await _read_capped(reply)
-                return httpx.Response(reply.status, headers=reply.raw_headers, content=body, request=request)
+                # aiohttp has already decoded the body: httpx must not decode it again.
+                kept = [(name, value) for name, value in reply.raw_headers
+                        if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")]
+                return httpx.Response(reply.status, headers=kept, content=body, request=request)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UntrustedCertificate(_text(exc), request=request) from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(_text(exc), request=request) from exc
         except aiohttp.ConnectionTimeoutError as exc:
@@ -106,8 +118,8 @@ def _text(exc: BaseException) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (where plain http:// is allowed)."""
-    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+    """True for localhost and literal loopback addresses (where plain http:// is allowed)."""
+    if host.lower() in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
