@@ -76,14 +76,16 @@ class Pacer:
     """At most `rate` request starts in any window of WINDOW_S, slowed down on 429s (AIMD).
 
     Below one request a second the window stretches instead (`--rate 0.5`: one start per 2.1 s).
-    A 429 now and then is noise; a server's rate limit shows as many: when, within one window, at
-    least 2 answers and a tenth of all answers were 429, the limit halves (at most once per window).
+    Starts are evenly spaced (window / limit apart), never bursts. A 429 now and then is noise; a
+    server's rate limit shows as many: when, within one window, at least 3 answers and a fifth of all
+    answers were 429, the limit halves (at most once per window).
     Each window after that without such a burst grows it back by 5% (at least one request a second).
     Without a configured rate there is no limit until such a burst; the limit then starts at half the
     rate we were sending at, and is lifted once it has grown back to twice that.
     """
 
-    THROTTLED_SHARE = 0.1
+    THROTTLED_MIN = 3  # 429s within one window that can mean a rate limit…
+    THROTTLED_SHARE = 0.2  # …when they are also this share of the window's answers
     RECOVERY = 0.05
 
     def __init__(self, rate: float | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
@@ -96,6 +98,7 @@ class Pacer:
         self._answers: deque[tuple[float, bool]] = deque()
         self._throttled = 0  # 429s among self._answers
         self._changed_at = float("-inf")
+        self._paused_until = float("-inf")
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
@@ -103,19 +106,32 @@ class Pacer:
         async with self._lock:
             while True:
                 now = self._clock()
+                if now < self._paused_until:
+                    await self._sleep(self._paused_until - now)
+                    continue
                 limit = self.limit
                 window = WINDOW_S if limit is None else WINDOW_S * max(1.0, 1.0 / limit)
                 while self._starts and now - self._starts[0] >= window:
                     self._starts.popleft()
-                allowed = None if limit is None else max(1, int(limit))
-                if allowed is None or len(self._starts) < allowed:
+                if limit is None:
                     self._starts.append(now)
                     return
-                # a microsecond more than the window, so float rounding can never make it land short
-                await self._sleep(self._starts[len(self._starts) - allowed] + window - now + 1e-6)
+                allowed = max(1, int(limit))
+                # Evenly spaced (no bursts), and never `allowed` starts within one window.
+                ready_at = self._starts[-1] + window / allowed if self._starts else now
+                if len(self._starts) >= allowed:
+                    ready_at = max(ready_at, self._starts[len(self._starts) - allowed] + window)
+                if ready_at <= now:
+                    self._starts.append(now)
+                    return
+                await self._sleep(ready_at - now + 1e-6)  # a microsecond more: float rounding never lands short
 
-    def answered(self, throttled: bool) -> None:
-        """Note one answer (throttled: it was a 429) and adjust the limit (see the class docstring)."""
+    def answered(self, throttled: bool, retry_after: float | None = None) -> None:
+        """Note one answer (throttled: it was a 429) and adjust the limit (see the class docstring).
+
+        A burst of 429s also pauses every start for the Retry-After asked (else one window): the
+        server's rate limit is per second, so sending on at any rate would only collect more 429s.
+        """
         now = self._clock()
         self._answers.append((now, throttled))
         self._throttled += throttled
@@ -123,14 +139,16 @@ class Pacer:
             self._throttled -= self._answers.popleft()[1]
         if now - self._changed_at < WINDOW_S:
             return
-        if throttled and self._throttled >= max(2, self.THROTTLED_SHARE * len(self._answers)):
+        if throttled and self._throttled >= max(self.THROTTLED_MIN, self.THROTTLED_SHARE * len(self._answers)):
             current = self.limit
-            if current is None:
-                recent = sum(1 for start in self._starts if start + WINDOW_S > now)
-                current = max(2.0, recent / WINDOW_S)
+            if current is None:  # the rate we were sending at, over the starts of the last window
+                recent = [start for start in self._starts if now - start < WINDOW_S]
+                span = max(now - recent[0], WINDOW_S / 10) if recent else WINDOW_S
+                current = max(2.0, len(recent) / span)
                 self._ceiling = 2 * current
             self.limit = max(min(1.0, self.configured or 1.0), current / 2)
             self._changed_at = now
+            self._paused_until = now + min(retry_after if retry_after is not None else WINDOW_S, RETRY_AFTER_CAP_S)
         elif self.limit is not None and self.limit != self.configured and not self._throttled:
             self.limit += max(1.0, self.limit * self.RECOVERY)
             self._changed_at = now

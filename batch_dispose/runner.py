@@ -21,6 +21,7 @@ from .pacing import Pacer, RetryBudget, Sleep, backoff
 UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
 UNKNOWN_STOP_MIN = 3  # consecutive unknown outcomes that stop the run: max(this, concurrency)
 MAX_WAITING = 1000  # rows waiting to retry at once (each is a small task)
+MAX_DEFERRALS = 10  # 429s / 503s with Retry-After waited out per row, besides --retries
 
 
 class Sender(Protocol):
@@ -154,8 +155,14 @@ class Runner:
         self._halt(StopReason.INTERRUPTED)
 
     async def _settle(self, call: CallRequest) -> None:
-        """All attempts of one row, ending in exactly one recorded outcome."""
-        state, attempts = self._state, 0
+        """All attempts of one row, ending in exactly one recorded outcome.
+
+        A failed attempt that provably did not take effect (could not connect, 503) is retried up to
+        --retries times. An answer that says when to come back (429, or 503 with Retry-After) is the
+        server deferring the request: it is waited out without using up --retries, up to
+        MAX_DEFERRALS times. Every retry of either kind is paid from the run-wide budget.
+        """
+        state, attempts, failures, deferrals = self._state, 0, 0, 0
         while True:
             attempts += 1
             async with self._slots:
@@ -163,13 +170,16 @@ class Runner:
                 if self._stopping():  # stopped while this row waited for its turn: it is not sent
                     return self._record(call, _pending(attempts - 1, self._state.stop_reason))
                 verdict = await self._sender.attempt(call)
-            self._pacer.answered(verdict.http_status == 429)
+            self._pacer.answered(verdict.http_status == 429, verdict.retry_after)
             if not verdict.retry:
                 if verdict.status is Status.DISPOSED and attempts == 1:
                     self._budget.refund()
                 self._note_streaks(verdict.status)
                 return self._record(call, _outcome(verdict, attempts))
-            if attempts > self._options.retries:
+            deferred = verdict.http_status in (429, 503) and (verdict.retry_after is not None
+                                                               or verdict.http_status == 429)
+            deferrals, failures = deferrals + deferred, failures + (not deferred)
+            if failures > self._options.retries or deferrals > MAX_DEFERRALS:
                 return self._record(call, _outcome(verdict, attempts, f" (gave up after {_attempts(attempts)})"))
             if self._stopping():
                 return self._record(call, _pending(attempts, self._state.stop_reason))
@@ -179,7 +189,7 @@ class Runner:
             state.waiting += 1
             self._wake.set()  # a waiting row frees its place for another
             try:
-                interrupted = await self._pause(backoff(attempts, self._rng, verdict.retry_after))
+                interrupted = await self._pause(backoff(failures + deferrals, self._rng, verdict.retry_after))
             finally:
                 state.waiting -= 1
             if interrupted:

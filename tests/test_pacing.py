@@ -77,7 +77,7 @@ def test_throughput_is_close_to_rate_per_window(rate: int) -> None:
     time = FakeTime()
     count = 40 * rate
     starts = start_times(Pacer(rate, clock=time.clock, sleep=time.sleep), time, count, waiters=8)
-    per_second = count / (starts[-1] - starts[0] + WINDOW_S)
+    per_second = (count - 1) / (starts[-1] - starts[0])
     assert per_second == pytest.approx(rate / WINDOW_S, rel=0.02)
     assert per_second < rate
 
@@ -98,11 +98,12 @@ def test_fractional_rate_below_one_is_honoured(rate: float) -> None:
     assert (len(starts) - 1) / (starts[-1] - starts[0]) <= rate
 
 
-def answer(pacer: Pacer, time: FakeTime, throttled: int, total: int, *, spread: float = 0.5) -> None:
+def answer(pacer: Pacer, time: FakeTime, throttled: int, total: int, *, spread: float = 0.5,
+           retry_after: float | None = None) -> None:
     """`total` answers over `spread` seconds of fake time, the first `throttled` of them 429s."""
     for n in range(total):
         time.now += spread / total
-        pacer.answered(n < throttled)
+        pacer.answered(n < throttled, retry_after if n < throttled else None)
 
 
 def test_a_burst_of_429s_halves_the_limit_at_most_once_per_window() -> None:
@@ -172,14 +173,20 @@ def test_throttled_limit_actually_slows_the_requests() -> None:
     assert busiest_window(starts) == 4
 
 
-def test_without_rate_a_burst_sets_a_limit_and_recovery_lifts_it() -> None:
-    """No --rate: a burst of 429s after 8 quick starts limits to half that rate; recovery lifts it again."""
+def test_without_rate_a_burst_sets_a_limit_pauses_and_recovery_lifts_it() -> None:
+    """No --rate: a burst of 429s sets a limit of half the rate we were sending at and pauses starts for
+    the Retry-After; windows without 429s then lift the limit again, gradually."""
     time = FakeTime()
     pacer = Pacer(None, clock=time.clock, sleep=time.sleep)
-    start_times(pacer, time, 8)
-    answer(pacer, time, throttled=4, total=4, spread=0.1)
-    assert pacer.limit == pytest.approx(8 / WINDOW_S / 2)
-    assert busiest_window(start_times(pacer, time, 20, waiters=4)) == int(8 / WINDOW_S / 2)
+    for _ in range(20):  # 20 starts over 0.5 s: 40/s
+        start_times(pacer, time, 1)
+        time.now += 0.025
+    answer(pacer, time, throttled=4, total=4, spread=0.01, retry_after=2.0)
+    assert pacer.limit == pytest.approx(20 / 0.51 / 2, rel=0.05)
+    paused_at = time.now
+    starts = start_times(pacer, time, 40, waiters=4)
+    assert starts[0] >= paused_at + 2.0 - 0.011, "no start during the Retry-After pause"
+    assert busiest_window(starts) <= int(pacer.limit)
     windows = 0
     while pacer.limit is not None:
         time.now += WINDOW_S

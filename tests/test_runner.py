@@ -218,9 +218,10 @@ def test_intent_is_committed_before_the_first_attempt() -> None:
 
 
 @pytest.mark.parametrize("retries", [0, 1, 3, 5])
-@pytest.mark.parametrize("answer", [UNAVAILABLE, NO_CONNECT, busy(None)], ids=["503", "connect", "429"])
+@pytest.mark.parametrize("answer", [UNAVAILABLE, NO_CONNECT], ids=["503", "connect"])
 def test_retry_verdicts_are_retried_up_to_retries_then_fail(retries: int, answer: Verdict) -> None:
-    """A row the server keeps refusing is tried 1 + `retries` times with full-jitter backoff, then failed, saying so."""
+    """A row that keeps failing (no connection, 503 without Retry-After) is tried 1 + `retries` times
+    with full-jitter backoff, then failed, saying so."""
     sleeps = Sleeps()
     sender = FakeSender(lambda call, attempt: answer)
     result = run(sender, rows(1), retries=retries, sleep=sleeps)
@@ -232,6 +233,33 @@ def test_retry_verdicts_are_retried_up_to_retries_then_fail(retries: int, answer
     assert len(sleeps.delays) == retries
     assert all(0 <= delay <= 0.5 * 2 ** n for n, delay in enumerate(sleeps.delays))
     assert result.reason is None
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+@pytest.mark.parametrize("answer", [busy(None), busy(1.0), Verdict(Status.FAILED, "unavailable", 503, retry=True,
+                                                                   retry_after=2.0)],
+                         ids=["429", "429-retry-after", "503-retry-after"])
+def test_deferrals_are_waited_out_without_using_up_retries(retries: int, answer: Verdict) -> None:
+    """429s and 503s that say when to come back are waited out, up to MAX_DEFERRALS per row whatever
+    --retries is; then the row fails saying it gave up."""
+    from batch_dispose.runner import MAX_DEFERRALS
+
+    sleeps = Sleeps()
+    sender = FakeSender(lambda call, attempt: answer)
+    result = run(sender, rows(1), retries=retries, sleep=sleeps)
+    outcome = result.outcomes["C0"]
+    assert sender.attempts["C0"] == outcome.attempts == MAX_DEFERRALS + 1
+    assert outcome.status is Status.FAILED and f"gave up after {MAX_DEFERRALS + 1} attempts" in outcome.message
+    if answer.retry_after is not None:
+        assert sleeps.delays == [answer.retry_after] * MAX_DEFERRALS
+
+
+def test_a_deferral_then_failures_counts_only_the_failures() -> None:
+    """A 429 does not use up --retries: 429, 503, 503 then 200 succeeds with --retries 2."""
+    script = [busy(None), UNAVAILABLE, UNAVAILABLE, OK]
+    sender = FakeSender(lambda call, attempt: script[attempt - 1])
+    result = run(sender, rows(1), retries=2, sleep=Sleeps())
+    assert result.outcomes["C0"].status is Status.DISPOSED and sender.attempts["C0"] == 4
 
 
 @pytest.mark.parametrize("answer", [FAILED_500, REJECTED, SENT_UNKNOWN], ids=["500", "403", "unknown"])

@@ -1,0 +1,185 @@
+"""Misbehaving servers, over real sockets: safe retries, the retry budget, the rate limit, timeouts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import read_results, rows_of, write_csv
+
+# callID -> (what the server does, attempt by attempt), expected status, requests the server sees, message part
+CLASSIFICATION = [
+    ("ok", [200], "disposed", 1, "Call disposed and ended."),
+    ("forbidden", [403], "unauthorized", 1, "rejected the access token"),
+    ("error500", [500], "failed", 1, "Failed to dispose of call."),
+    ("bad400", [400], "failed", 1, "refused the request (400"),
+    ("gone404", [404], "failed", 1, "refused the request (404"),
+    ("busy429", [429, 200], "disposed", 2, "Call disposed"),
+    ("down503", [503, 503, 200], "disposed", 3, "Call disposed"),
+    ("always503", [503] * 12, "failed", 11, "gave up after 11 attempts"),  # Retry-After: waited out 10 times
+    ("gateway502", [502, 200], "unknown", 1, "--retry-unknown"),
+    ("timeout504", [504, 200], "unknown", 1, "504"),
+    ("html", ["html", 200], "unknown", 1, "Bad Gateway"),
+    ("html200", ["html200", 200], "unknown", 1, "not with the API's reply"),
+    ("empty200", ["empty200", 200], "unknown", 1, "empty body"),
+    ("reset", ["reset", 200], "unknown", 1, "connection broke"),
+    ("closed", ["close", 200], "unknown", 1, "connection broke"),
+    ("hung", ["hang", 200], "unknown", 1, "no reply within 0.5 s"),
+]
+
+
+@pytest.fixture
+def classified(cli, simulator, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """One run over a server scripted per callID (one row per row of the classification table)."""
+    sim = simulator(scripts={name: actions for name, actions, *_ in CLASSIFICATION}, retry_after="0")
+    source = write_csv(tmp_path / "faults.csv", [[name, n + 1, "Interested", ""]
+                                                 for n, (name, *_) in enumerate(CLASSIFICATION)])
+    result = cli("run", source, "--base-url", sim.base_url, "--timeout", "0.5", "--concurrency", "32", "--json")
+    _, records, _ = read_results(Path(result.json()["results"]))
+    return sim, {record["callID"]: record for record in records}
+
+
+@pytest.mark.parametrize("name, actions, status, requests, message", CLASSIFICATION,
+                         ids=[row[0] for row in CLASSIFICATION])
+def test_every_answer_is_classified_and_only_safe_ones_retried(classified, name: str, actions: list[object],
+                                                               status: str, requests: int, message: str) -> None:
+    """Each kind of answer ends the row as the classification table says, with exactly the requests
+    the server counted: retried only when the request provably did not take effect."""
+    sim, records = classified
+    assert records[name]["status"] == status
+    assert sim.stats.received[name] == requests
+    assert records[name]["attempts"] == requests
+    assert message in records[name]["message"]
+
+
+def test_503_without_retry_after_uses_up_retries_then_fails(cli, simulator, tmp_path: Path) -> None:
+    """A 503 that does not say when to come back counts against --retries; the row then fails, safe to re-run."""
+    sim = simulator(scripts={"1000": [503, 503, 503]}, retry_after=None)
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    result = cli("run", source, "--base-url", sim.base_url, "--retries", "1", "--json")
+    _, records, _ = read_results(Path(result.json()["results"]))
+    assert sim.stats.received["1000"] == 2
+    assert records[0]["status"] == "failed" and "gave up after 2 attempts" in records[0]["message"]
+    assert "safe to re-run" in records[0]["message"]
+
+
+def test_connection_refused_is_retried_then_failed_as_safe_to_rerun(cli, tmp_path: Path) -> None:
+    """Nothing listening: every attempt fails to connect, the row fails saying it is safe to re-run."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    result = cli("run", source, "--base-url", f"http://127.0.0.1:{port}", "--retries", "1", "--json")
+    _, records, _ = read_results(Path(result.json()["results"]))
+    assert records[0]["status"] == "failed" and records[0]["attempts"] == 2
+    assert "could not connect" in records[0]["message"] and "safe to re-run" in records[0]["message"]
+
+
+def test_a_steady_minority_of_503_and_429_is_ridden_through_in_parallel(cli, simulator, tmp_path: Path) -> None:
+    """10% 503s and 5% 429s with Retry-After: 1: every row disposed once, and the run takes about a
+    retry wait longer than a clean one, not the sum of the waits."""
+    rows = 400
+    clean = simulator(latency_ms=5)
+    source = write_csv(tmp_path / "calls.csv", rows_of(rows))
+    started = time.monotonic()
+    assert cli("run", source, "--base-url", clean.base_url, "--ledger", tmp_path / "clean.sqlite").code == 0
+    clean_s = time.monotonic() - started
+
+    sim = simulator(latency_ms=5, status_mix={503: 0.10, 429: 0.05}, retry_after="1", seed=7)
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    faulty_s = time.monotonic() - started
+    assert result.code == 0, result.err
+    assert result.json()["counts"]["disposed"] == rows
+    assert set(sim.stats.disposed.values()) == {1} and len(sim.stats.disposed) == rows
+    retries = sim.stats.route_requests - rows
+    assert retries >= 40
+    assert faulty_s < clean_s + 4.0, f"{faulty_s:.1f}s vs {clean_s:.1f}s clean: waits were not overlapped"
+    assert faulty_s < retries * 1.0 / 8  # far less than the waits spread over the slots
+
+
+def test_a_server_down_stops_within_the_budget_rest_pending(cli, simulator, tmp_path: Path) -> None:
+    """503 to everything: the run stops within the retry budget, the rest pending, exit 1, and one
+    line says the server looks unavailable."""
+    rows = 2000
+    sim = simulator(status_mix={503: 1.0}, retry_after="1")
+    source = write_csv(tmp_path / "calls.csv", rows_of(rows))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert time.monotonic() - started < 10
+    assert result.code == 1
+    counts = result.json()["counts"]
+    assert counts["pending"] > rows / 2 and counts["disposed"] == 0
+    assert sim.stats.route_requests <= counts["pending"] + counts["failed"] + 500 // 5
+    assert sim.stats.route_requests - len(sim.stats.received) <= 100  # retries paid from the budget
+    assert "server looks unavailable" in result.err
+
+
+def test_rate_limit_is_never_exceeded_as_the_server_counts(cli, simulator, tmp_path: Path) -> None:
+    """--rate 20: no one-second window on the server holds more than 20 requests, and throughput is
+    within 10% of 20/s."""
+    rows = 80
+    sim = simulator()
+    source = write_csv(tmp_path / "calls.csv", rows_of(rows))
+    result = cli("run", source, "--base-url", sim.base_url, "--rate", "20", "--json")
+    assert result.code == 0
+    assert sim.stats.max_per_second <= 20
+    arrivals = sim.stats.arrivals
+    per_second = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert 18 <= per_second <= 20
+
+
+def test_server_side_rate_limit_is_met_by_slowing_down(cli, simulator, tmp_path: Path) -> None:
+    """A server that answers 429 above 30 requests/s: every row still ends disposed, once."""
+    sim = simulator(rate_limit=50, retry_after="1", latency_ms=2)
+    source = write_csv(tmp_path / "calls.csv", rows_of(150))
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert set(sim.stats.disposed.values()) == {1} and len(sim.stats.disposed) == 150
+    assert sim.stats.answers["429"] < 150, "it kept hammering the limit instead of slowing down"
+
+
+def test_hanging_server_ends_within_the_timeout_rows_unknown(cli, simulator, tmp_path: Path) -> None:
+    """A server that never answers: the run ends after about one timeout, hung rows unknown, the rest
+    pending (each more row would only be one more unknown)."""
+    sim = simulator(hang_rate=1.0)
+    source = write_csv(tmp_path / "calls.csv", rows_of(40))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--timeout", "1", "--concurrency", "4", "--json")
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 3.0
+    counts = result.json()["counts"]
+    assert counts["unknown"] == sim.stats.route_requests == 4 and counts["pending"] == 36
+    assert result.code == 1 and "stopped answering" in result.err
+
+
+def test_a_few_hung_requests_do_not_hold_up_the_run(cli, simulator, tmp_path: Path) -> None:
+    """A few hung requests among many: they end unknown after the timeout; everything else is disposed."""
+    sim = simulator(scripts={"1010": ["hang"], "1050": ["hang"]})
+    source = write_csv(tmp_path / "calls.csv", rows_of(200))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--timeout", "1", "--json")
+    assert time.monotonic() - started < 3.5
+    assert result.json()["counts"] | {} == {"disposed": 198, "skipped": 0, "unauthorized": 0, "failed": 0,
+                                            "invalid": 0, "pending": 0, "unknown": 2}
+
+
+def test_unknown_is_never_resent_automatically_and_retry_unknown_says_so(cli, simulator, tmp_path: Path) -> None:
+    """A 502 leaves the row unknown; the next run does not send it; --retry-unknown sends it and the
+    results say it was re-sent."""
+    sim = simulator(scripts={"1001": [502]})
+    source = write_csv(tmp_path / "calls.csv", rows_of(3))
+    first = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert first.code == 1 and first.json()["counts"]["unknown"] == 1
+    second = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert second.json()["counts"] == {"disposed": 0, "skipped": 2, "unauthorized": 0, "failed": 0, "invalid": 0,
+                                       "pending": 0, "unknown": 1}
+    assert sim.stats.received["1001"] == 1
+    third = cli("run", source, "--base-url", sim.base_url, "--retry-unknown", "--json")
+    assert third.code == 0 and sim.stats.received["1001"] == 2
+    _, records, _ = read_results(Path(third.json()["results"]))
+    assert records[1]["status"] == "disposed" and "re-sent with --retry-unknown" in records[1]["message"]
