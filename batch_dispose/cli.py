@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if getattr(args, "debug", False):
             raise
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc), "exit_code": _code_for(exc)}), file=out)
+            shape = {"files": []} if args.command in ("sweep",) or len(getattr(args, "files", ())) > 1 else {}
+            print(json.dumps({**shape, "error": str(exc), "exit_code": _code_for(exc)}), file=out)
         print(f"batch-dispose: {exc}", file=err)
         return _code_for(exc)
 

@@ -31,7 +31,7 @@ from .credentials import MASK, Secret
 from .errors import UsageError
 from .models import CallRequest, Status, Verdict
 from .pacing import parse_retry_after
-from .transport import UntrustedCertificate, is_loopback
+from .transport import AiohttpTransport, Reply, UntrustedCertificate, is_loopback
 
 ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
@@ -66,12 +66,18 @@ def base_url_for(*, subdomain: str | None = None, base_url: str | None = None) -
 
 
 class RyngClient:
-    """Sends one End Preview Call attempt at a time through an httpx transport."""
+    """Sends one End Preview Call attempt at a time.
+
+    Through the production `AiohttpTransport` it uses the transport's fast `send`; through any
+    other httpx transport (tests pass `httpx.MockTransport`) it builds an httpx Request. Either way
+    the URL comes from `url_for`, the one place that puts a callID into a path.
+    """
 
     def __init__(self, base_url: str, token: Secret, *, transport: httpx.AsyncBaseTransport | None,
                  timeout: float, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
-        self._base = httpx.URL(base_url)
-        self._prefix = self._base.raw_path.rstrip(b"/") + ROUTE.encode()
+        base = httpx.URL(base_url)
+        self._origin = f"{base.scheme}://{base.netloc.decode('ascii')}"
+        self._route = base.raw_path.decode("ascii").rstrip("/") + ROUTE
         self._token = token
         self._headers = {
             "x-access-token": token.reveal(),
@@ -79,37 +85,48 @@ class RyngClient:
             "accept": "application/json",
             "user-agent": f"batch-dispose/{__version__}",
         }
+        self._connect_timeout = connect_timeout
         self._timeouts = {"connect": connect_timeout, "read": timeout, "write": timeout, "pool": connect_timeout}
         self._deadline = connect_timeout + timeout + 2.0  # no attempt outlives this, whatever the server does
         self._transport = transport
+        self._fast = transport if isinstance(transport, AiohttpTransport) else None
         self.timeout = timeout
 
+    def url_for(self, call: CallRequest) -> str:
+        """The end-call URL of a row: the callID percent-encoded as exactly one path segment.
+
+        Validation already allows only A-Z a-z 0-9 _ -; this refuses, as a bug, anything that could
+        still name another path.
+        """
+        segment = quote(call.call_id, safe="")
+        if not segment or segment in (".", "..") or any(ch in segment for ch in "/?#\\"):
+            raise RuntimeError(f"refusing to send call ID {call.call_id!r}: not one end-call path segment")
+        return self._origin + self._route + segment
+
     def request_for(self, call: CallRequest) -> httpx.Request:
-        """The one request for a validated row; refuses (as a bug) any path but the end-call route."""
-        path = self._prefix + quote(call.call_id, safe="").encode("ascii")
-        request = httpx.Request(
-            "PATCH",
-            self._base.copy_with(raw_path=path),
-            headers=self._headers,
-            content=json.dumps(call.body()).encode("ascii"),
-            extensions={"timeout": self._timeouts},
-        )
-        segment = request.url.raw_path[len(self._prefix):]
-        if not request.url.raw_path.startswith(self._prefix) or not segment or b"/" in segment or b"?" in segment:
+        """The row's request as an httpx Request (for httpx transports and `validate`'s preview)."""
+        url = self.url_for(call)
+        request = httpx.Request("PATCH", url, headers=self._headers, content=_body(call),
+                                extensions={"timeout": self._timeouts})
+        if request.url.raw_path != url[len(self._origin):].encode("ascii"):
             raise RuntimeError(f"refusing to send to {request.url.raw_path!r}: not one end-call path segment")
         return request
 
     async def attempt(self, call: CallRequest) -> Verdict:
         """Send the row's request once and say what the answer means."""
         assert self._transport is not None, "a client made for previews cannot send"
-        request = self.request_for(call)
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+                if self._fast is not None:
+                    reply = await self._fast.send("PATCH", self.url_for(call), self._headers, _body(call),
+                                                  connect=self._connect_timeout, read=self.timeout)
+                else:
+                    response = await self._transport.handle_async_request(self.request_for(call))
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                    reply = Reply.from_httpx(response)
         except httpx.TransportError as exc:
             return classify_error(exc, self.timeout, secret=self._token.reveal())
         except httpx.DecodingError as exc:  # the reply arrived but cannot be decoded
@@ -117,11 +134,16 @@ class RyngClient:
                            f"({_masked(str(exc), self._token.reveal())[:120]}); {UNKNOWN_HINT}")
         except TimeoutError:
             return Verdict(Status.UNKNOWN, f"sent, but no complete reply within {self._deadline:.0f} s; {UNKNOWN_HINT}")
-        return classify(response, secret=self._token.reveal())
+        return classify(reply, secret=self._token.reveal())
 
     async def aclose(self) -> None:
         if self._transport is not None:
             await self._transport.aclose()
+
+
+def _body(call: CallRequest) -> bytes:
+    """The JSON body; ASCII with escapes, so any notes (even lone surrogates) encode."""
+    return json.dumps(call.body()).encode("ascii")
 
 
 def preview(base_url: str | None, call: CallRequest) -> str:
@@ -133,14 +155,16 @@ def preview(base_url: str | None, call: CallRequest) -> str:
     return f"{request.method} {request.url}\n{headers}\n\n{request.content.decode('ascii')}"
 
 
-def classify(response: httpx.Response, *, secret: str = "") -> Verdict:
+def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
     """What one HTTP answer means for the row (see the table in the module docstring).
 
     Whatever the server sent is masked for `secret` before any of it is cut into a message, so a
     server echoing our header back cannot put the token, or part of it, into the workbook.
     """
-    code = response.status_code
-    reason = f"{code} {response.reason_phrase}".strip()
+    if isinstance(response, httpx.Response):
+        response = Reply.from_httpx(response)
+    code = response.status
+    reason = f"{code} {response.reason}".strip()
     text = _masked(response.content[:65536].decode("utf-8", errors="replace"), secret)
     if code in RETRY_STATUSES:
         return Verdict(Status.FAILED, f"the server stayed {RETRY_STATUSES[code]} ({reason}); "

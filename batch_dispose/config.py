@@ -58,7 +58,7 @@ def _typed(path: Path, key: str, value: object) -> object:
     if key in PATH_KEYS or key in ("subdomain", "base_url"):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: '{key}' must be a non-empty text value in quotes.", path=path, key=key)
-        return (path.parent / value).resolve() if key in PATH_KEYS else value.strip()
+        return (path.parent / Path(value).expanduser()).resolve() if key in PATH_KEYS else value.strip()
     if key in BOOL_KEYS:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: '{key}' must be true or false.", path=path, key=key)
@@ -87,17 +87,19 @@ def resolve(flags: Mapping[str, Any], *, config: Path | None, cwd: Path) -> Sett
             merged[key], sources[key] = flags[key], "command line"
         elif key in from_file:
             merged[key], sources[key] = from_file[key], str(path)
+    if "subdomain" in from_file and "base_url" in from_file:
+        raise ConfigError(f"{path}: give either 'subdomain' or 'base_url', not both.", path=path, key="base_url")
     subdomain, base_url = merged.pop("subdomain", None), merged.pop("base_url", None)
-    if subdomain is not None and base_url is not None and sources.get("subdomain") != sources.get("base_url"):
-        # one from the flags, one from the file: the flag wins
-        if sources["subdomain"] == "command line":
+    source = sources.pop("subdomain", None)
+    if subdomain is not None and base_url is not None and source != sources["base_url"]:
+        # one on the command line, one in the file: the command line wins
+        if source == "command line":
             base_url = None
         else:
             subdomain = None
     if subdomain is not None or base_url is not None:
         merged["base_url"] = base_url_for(subdomain=subdomain, base_url=base_url)
-        sources["base_url"] = sources.pop("subdomain", None) or sources["base_url"]
-    sources.pop("subdomain", None)
+        sources["base_url"] = source if subdomain is not None else sources["base_url"]
     for key in PATH_KEYS:  # flags are relative to the working folder (the file's are already absolute)
         if key in merged:
             merged[key] = (cwd / merged[key]).resolve()

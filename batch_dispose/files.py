@@ -30,11 +30,6 @@ def move_unique(source: Path, folder: Path, stem: str, suffix: str) -> Path:
     raise OSError(f"no free name for {stem}{suffix} in {folder}")
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
 def fsync_dir(folder: Path) -> None:
     """Make a rename or link in `folder` durable (a no-op where directories cannot be fsynced)."""
     try:

@@ -187,29 +187,33 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     return result, previews
 
 
-#: A file whose run stopped for one of these leaves the later files unrun (they would stop too).
-STOP_ALL = (StopReason.UNAUTHORIZED, StopReason.INTERRUPTED)
+def stops_the_batch(result: FileResult) -> StopReason | None:
+    """After a file that stopped for a rejected token or an interruption, later files are not run
+    (they would stop the same way)."""
+    return result.stop_reason if result.stop_reason in (StopReason.UNAUTHORIZED, StopReason.INTERRUPTED) else None
 
 
 async def run_files(paths: Sequence[Path], settings: Settings, token: Secret, *,
                     reporter: Reporter | None = None, stop: asyncio.Event | None = None,
                     transport: httpx.AsyncBaseTransport | None = None,
                     after_file: Callable[[FileResult], None] | None = None,
-                    stop_after: Sequence[StopReason] = STOP_ALL) -> list[FileResult]:
+                    stop_when: Callable[[FileResult], StopReason | None] = stops_the_batch,
+                    ) -> list[FileResult]:
     """`run`: each file in turn, holding the ledger's lock throughout. An unusable file is reported
-    and the rest still run; after a stop in `stop_after` the later files are reported as not run.
+    and the rest still run; once `stop_when` names a reason, the later files are reported as not run.
     `after_file` sees each result as soon as its workbook is written (sweep moves the file then).
     Raises LockHeldError (nothing sent) if another run holds the lock."""
     from .ledger import Ledger
 
     with Ledger.open(settings.ledger_path) as ledger:
         return await _run_files(paths, settings, token, reporter or QuietReporter(), stop or asyncio.Event(),
-                                transport, ledger, after_file or (lambda result: None), stop_after)
+                                transport, ledger, after_file or (lambda result: None), stop_when)
 
 
 async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, reporter: Reporter,
                      stop: asyncio.Event, transport: httpx.AsyncBaseTransport | None, ledger: Ledger,
-                     after_file: Callable[[FileResult], None], stop_after: Sequence[StopReason],
+                     after_file: Callable[[FileResult], None],
+                     stop_when: Callable[[FileResult], StopReason | None],
                      ) -> list[FileResult]:
     from .client import RyngClient
     from .loading import read_dispositions
@@ -232,8 +236,7 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
                     result = await _run_file(path, settings, allowed, client, reporter, stop, ledger)
                 except InputFileError as exc:
                     result = FileResult.unusable(path, str(exc))
-                if result.stop_reason in stop_after:
-                    stopped = result.stop_reason
+                stopped = stop_when(result)
             reporter.file_finished(result)
             after_file(result)
             results.append(result)

@@ -12,10 +12,12 @@ kernel releases it when the process dies, so a lock is never stale.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,12 @@ CREATE TABLE events (            -- every outcome ever recorded, for `history`
 );
 CREATE INDEX events_by_call ON events (host, call_id);
 CREATE INDEX events_by_run ON events (run_id);
+CREATE TRIGGER outcome_event AFTER UPDATE OF status ON calls WHEN NEW.status != 'sending'
+BEGIN
+    INSERT INTO events (run_id, host, call_id, row, status, http_status, message, attempts, at)
+    VALUES (NEW.run_id, NEW.host, NEW.call_id, NEW.row, NEW.status, NEW.http_status, NEW.message,
+            NEW.attempts, NEW.finished_at);
+END;
 """
 
 
@@ -88,9 +96,10 @@ class Event:
 class Ledger:
     """An open ledger, holding the lock. Use `Ledger.open(path)` as a context manager."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, writer: ThreadPoolExecutor) -> None:
         self.path = path
         self._db = connection
+        self.writer = writer  # the one thread that commits while a run sends (see RunJournal)
 
     @classmethod
     @contextmanager
@@ -108,12 +117,14 @@ class Ledger:
                                     f"nothing was sent. Try again when it has finished.", path=path) from None
         try:
             connection = _connect(path)
+            writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
             try:
-                ledger = cls(path, connection)
+                ledger = cls(path, connection, writer)
                 if lock:
                     ledger.recover()
                 yield ledger
             finally:
+                writer.shutdown(wait=True)
                 connection.close()
         finally:
             if lock:
@@ -128,17 +139,12 @@ class Ledger:
         """Rows left `sending` by a run that died become `unknown`; returns how many."""
         now = iso(utc_now())
         with self._transaction():
-            stuck = self._db.execute(
-                "SELECT host, call_id, run_id, row, attempts FROM calls WHERE status = ?", (SENDING,)).fetchall()
+            stuck = self._db.execute("SELECT host, call_id FROM calls WHERE status = ?", (SENDING,)).fetchall()
             message = ("in flight when its run stopped unexpectedly: the request may or may not have reached Ryng; "
                        "check the call in Ryng, or re-run with --retry-unknown")
-            self._db.executemany(
+            self._db.executemany(  # each also records an event (trigger)
                 "UPDATE calls SET status = 'unknown', message = ?, finished_at = ? WHERE host = ? AND call_id = ?",
-                [(message, now, host, call_id) for host, call_id, *_ in stuck])
-            self._db.executemany(
-                "INSERT INTO events (run_id, host, call_id, row, status, message, attempts, at) "
-                "VALUES (?, ?, ?, ?, 'unknown', ?, ?, ?)",
-                [(run_id, host, call_id, row, message, attempts, now) for host, call_id, run_id, row, attempts in stuck])
+                [(message, now, host, call_id) for host, call_id in stuck])
             self._db.execute("UPDATE runs SET finished_at = ? WHERE finished_at IS NULL", (f"died before {now}",))
         return len(stuck)
 
@@ -189,12 +195,7 @@ class Ledger:
                     "disposed_at = CASE WHEN ? = 'disposed' AND disposed_at IS NULL THEN ? ELSE disposed_at END "
                     "WHERE host = ? AND call_id = ?",
                     [(o.status.value, o.http_status, o.message, o.attempts, o.finished_at or now, o.status.value,
-                      o.finished_at or now, host, call.call_id) for call, o in finished])
-                self._db.executemany(
-                    "INSERT INTO events (run_id, host, call_id, row, status, http_status, message, attempts, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, host, call.call_id, call.row, o.status.value, o.http_status, o.message, o.attempts,
-                      o.finished_at or now) for call, o in finished])
+                      o.finished_at or now, host, call.call_id) for call, o in finished])  # + event (trigger)
             if starting:
                 self._db.executemany(
                     "INSERT INTO calls (host, call_id, status, run_id, row, sent_at) VALUES (?, ?, ?, ?, ?, ?) "
@@ -234,18 +235,23 @@ class Ledger:
 
 
 class RunJournal:
-    """The runner's journal for one run on one host (see `runner.Journal`)."""
+    """The runner's journal for one run on one host (see `runner.Journal`).
+
+    Commits run on the ledger's own thread (SQLite releases the GIL while it writes and fsyncs), so
+    the event loop keeps reading replies meanwhile; those then go into the next commit together.
+    """
 
     def __init__(self, ledger: Ledger, host: str, run_id: int) -> None:
         self._ledger, self._host, self._run_id = ledger, host, run_id
 
-    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
-        self._ledger.commit(self._host, self._run_id, finished, starting)
+    async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._ledger.writer, self._ledger.commit, self._host, self._run_id, finished, starting)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        connection = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
     except sqlite3.Error as exc:
         raise LedgerError(f"{path}: cannot open the ledger ({exc}).", path=path) from None
     try:

@@ -103,6 +103,13 @@ class Pacer:
 
     async def wait(self) -> None:
         """Return when one more request may start, and count it as started."""
+        if self.limit is None and not self._lock.locked():  # no limit: nothing to wait for (the hot path)
+            now = self._clock()
+            if now >= self._paused_until:
+                while self._starts and now - self._starts[0] >= WINDOW_S:
+                    self._starts.popleft()
+                self._starts.append(now)
+                return
         async with self._lock:
             while True:
                 now = self._clock()

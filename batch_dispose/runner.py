@@ -33,15 +33,17 @@ class Sender(Protocol):
 
 
 class Journal(Protocol):
-    """Durable record of what is being sent and what came back (`ledger.Ledger`)."""
+    """Durable record of what is being sent and what came back (`ledger.RunJournal`)."""
 
-    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None: ...
+    async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]],
+                     starting: Sequence[CallRequest]) -> None: ...
 
 
 class NoJournal:
     """A journal that keeps nothing (validate, tests)."""
 
-    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+    async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]],
+                     starting: Sequence[CallRequest]) -> None:
         return None
 
 
@@ -112,6 +114,7 @@ class Runner:
         stop_watch = asyncio.ensure_future(self._watch_stop())
         try:
             while True:
+                self._wake.clear()  # anything that happens from here on (even during the commit) wakes us
                 starting: list[CallRequest] = []
                 while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
                        and len(tasks) - state.waiting + len(starting) < self._options.concurrency
@@ -122,8 +125,8 @@ class Runner:
                     else:
                         starting.append(call)
                 finished, state.finished = state.finished, []
-                if finished or starting:
-                    self._journal.commit(finished, starting)
+                if finished or starting:  # outcomes that arrive meanwhile wait for the next commit
+                    await self._journal.commit(finished, starting)
                 for call, outcome in finished:
                     self._on_outcome(call, outcome)
                 for call in starting:
@@ -134,7 +137,6 @@ class Runner:
                     raise state.crash
                 if not tasks and not state.finished and (exhausted or self._stopping()):
                     return state.stop_reason
-                self._wake.clear()
                 if not state.finished:
                     await self._wake.wait()
         finally:

@@ -79,19 +79,27 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
     stop = stop or asyncio.Event()
 
     def moved(file_result: FileResult) -> None:
-        if file_result.error is not None:
+        if _left_for_next_sweep(file_result) is not None:
+            result.files.append(SweptFile(file_result, None))
+        elif file_result.error is not None:
             destination = _move(file_result.input_path, inbox / "rejected")
             reason = destination.with_name(destination.name + ".reason.txt")
             reason.write_text(file_result.error + "\n", encoding="utf-8")
             result.files.append(SweptFile(file_result, destination))
-        elif file_result.stop_reason in STOPPING:
-            result.files.append(SweptFile(file_result, None))
         else:
             result.files.append(SweptFile(file_result, _move(file_result.input_path, inbox / "done")))
 
     await run_files(ready, settings, token, reporter=reporter, stop=stop, transport=transport, after_file=moved,
-                    stop_after=STOPPING)
+                    stop_when=_left_for_next_sweep)
     return result
+
+
+def _left_for_next_sweep(result: FileResult) -> StopReason | None:
+    """A file whose run stopped early, or whose token was rejected at all, stays in the inbox (its
+    leftovers go out on the next sweep; the ledger skips what went through) and ends the sweep."""
+    if result.stop_reason in STOPPING:
+        return result.stop_reason
+    return StopReason.UNAUTHORIZED if result.exit_code is ExitCode.UNAUTHORIZED else None
 
 
 def _move(path: Path, folder: Path) -> Path:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from .files import fsync_file, move_unique
+from .files import move_unique
 from .loading import RESULT_COLUMNS, Table
 from .models import RowResults, Status
 
@@ -39,7 +41,7 @@ def visible(text: str) -> tuple[str, int]:
     """Text a workbook can hold, and how many characters were replaced to get it.
 
     Control characters become their Unicode control pictures (NUL -> ␀), anything else XML cannot
-    carry becomes U+FFFD, and text over 32,767 characters is cut with a final ….
+    carry becomes U+FFFD, and text over 32,767 characters (as Excel counts them) is cut with a final ….
     """
     replaced = 0
     if _UNWRITABLE.search(text):
@@ -47,60 +49,148 @@ def visible(text: str) -> tuple[str, int]:
             ch = match.group()
             return chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\ufffd"
         text, replaced = _UNWRITABLE.subn(picture, text)
-    if len(text) > CELL_MAX:
-        text, replaced = text[: CELL_MAX - 1] + "…", replaced + len(text) - CELL_MAX + 1
+    if len(text) > CELL_MAX // 2 and len(text.encode("utf-16-le")) > 2 * CELL_MAX:  # Excel counts UTF-16 units
+        cut = text.encode("utf-16-le")[: 2 * (CELL_MAX - 1)].decode("utf-16-le", errors="ignore")
+        text, replaced = cut + "…", replaced + len(text) - len(cut)
     return text, replaced
 
 
 def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str, object]], *,
                   reports_dir: Path, started: datetime) -> Path:
     """Write the results workbook and return its path (a new file, never an existing one)."""
-    from openpyxl import Workbook
-
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(reports_dir)
-    workbook = Workbook(write_only=True)
-    _results_sheet(workbook, table, results)
-    _summary_sheet(workbook, summary)
     stem = f"{table.path.stem}-results-{started.strftime('%Y%m%d-%H%M%S')}"
     temporary = reports_dir / f".{stem}.{os.getpid()}.tmp"
     try:
-        workbook.save(temporary)
-        fsync_file(temporary)
+        with open(temporary, "wb") as handle:
+            _write_package(handle, table, results, summary)
+            handle.flush()
+            os.fsync(handle.fileno())
         return move_unique(temporary, reports_dir, stem, ".xlsx")
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _results_sheet(workbook, table: Table, results: RowResults) -> None:  # type: ignore[no-untyped-def]
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.formatting.rule import FormulaRule
-    from openpyxl.styles import Font, PatternFill
-    from openpyxl.utils import get_column_letter
+# -- the package ----------------------------------------------------------------------------------
+# A results workbook can hold a million rows, so it is written as the OOXML it is, row by row, with
+# inline strings: about 13 times faster than XlsxWriter and 18 times faster than openpyxl's
+# write-only mode at 1M rows (bench/write.py). Every cell is a number or inline text: there is no
+# way to write a formula. Element order follows the SpreadsheetML schema, which Excel enforces.
 
-    sheet = workbook.create_sheet("Results")
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_CONTENT_TYPES = _XML + (
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet1.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet2.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+    '<Override PartName="/xl/styles.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+    '</Types>')
+_ROOT_RELS = _XML + (
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+_WORKBOOK_RELS = _XML + (
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_RELS}/worksheet" Target="worksheets/sheet1.xml"/>'
+    f'<Relationship Id="rId2" Type="{_RELS}/worksheet" Target="worksheets/sheet2.xml"/>'
+    f'<Relationship Id="rId3" Type="{_RELS}/styles" Target="styles.xml"/></Relationships>')
+_BOLD = ' s="1"'  # cellXfs 1: the bold font
+_STYLES = _XML + (
+    f'<styleSheet xmlns="{_MAIN}">'
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/></cellXfs>'
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    f'<dxfs count="{len(STATUS_FILLS)}">'
+    + "".join(f'<dxf><fill><patternFill patternType="solid"><bgColor rgb="FF{colour}"/></patternFill></fill></dxf>'
+              for colour in STATUS_FILLS.values())
+    + '</dxfs></styleSheet>')
+_ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def _write_package(handle: BinaryIO, table: Table, results: RowResults,
+                   summary: Sequence[tuple[str, object]]) -> None:
     headers = [visible(header)[0] for header in table.headers] + list(RESULT_COLUMNS)
-    last_column = get_column_letter(len(headers))
-    status_column = get_column_letter(len(table.headers) + 2)
-    last_row = len(table) + 1
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{last_column}{last_row}"
-    for status, colour in STATUS_FILLS.items():
-        fill = PatternFill(fill_type="solid", start_color=colour, end_color=colour)
-        rule = FormulaRule(formula=[f'${status_column}2="{status.value}"'], fill=fill)
-        sheet.conditional_formatting.add(f"A2:{last_column}{max(last_row, 2)}", rule)
-    for position, width in enumerate(_widths(headers, table, results), start=1):
-        sheet.column_dimensions[get_column_letter(position)].width = width
-    bold = Font(bold=True)
-    header_cells = []
-    for header in headers:
-        cell = _text_cell(WriteOnlyCell, sheet, header)
-        cell.font = bold
-        header_cells.append(cell)
-    sheet.append(header_cells)
-    for values in _result_rows(table, results):
-        sheet.append([_text_cell(WriteOnlyCell, sheet, value) if isinstance(value, str) and value.startswith("=")
-                      else value for value in values])
+    last = f"{_letter(len(headers) - 1)}{len(table) + 1}"
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as package:
+        package.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        package.writestr("_rels/.rels", _ROOT_RELS)
+        package.writestr("xl/workbook.xml", _XML + (
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{_RELS}"><bookViews><workbookView/></bookViews><sheets>'
+            '<sheet name="Results" sheetId="1" r:id="rId1"/><sheet name="Summary" sheetId="2" r:id="rId2"/>'
+            '</sheets><definedNames><definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">'
+            f"Results!$A$1:${_letter(len(headers) - 1)}${len(table) + 1}</definedName></definedNames></workbook>"))
+        package.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        package.writestr("xl/styles.xml", _STYLES)
+        with package.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            _results_sheet(sheet, table, results, headers, last)
+        package.writestr("xl/worksheets/sheet2.xml", _summary_sheet(summary))
+
+
+def _results_sheet(sheet: BinaryIO, table: Table, results: RowResults, headers: list[str], last: str) -> None:
+    letters = [_letter(position) for position in range(len(headers))]
+    status_letter = letters[len(table.headers) + 1]
+    widths = "".join(f'<col min="{n}" max="{n}" width="{width}" customWidth="1"/>'
+                     for n, width in enumerate(_widths(headers, table, results), start=1))
+    sheet.write((_XML + (
+        f'<worksheet xmlns="{_MAIN}" xmlns:r="{_RELS}"><dimension ref="A1:{last}"/>'
+        '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
+        'state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
+        f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData>'
+        '<row r="1">' + "".join(_text(f"{letter}1", header, _BOLD) for letter, header in zip(letters, headers))
+        + "</row>")).encode("utf-8"))
+    chunk: list[str] = []
+    for number, cells in enumerate(_result_rows(table, results), start=2):
+        row = str(number)
+        parts = [f'<row r="{row}">']
+        for letter, value in zip(letters, cells):
+            if isinstance(value, str):
+                if value:
+                    parts.append(f'<c r="{letter}{row}" t="inlineStr"><is><t xml:space="preserve">'
+                                 f'{value.translate(_ESCAPE)}</t></is></c>')
+            elif value is not None:
+                parts.append(f'<c r="{letter}{row}"><v>{value}</v></c>')
+        parts.append("</row>")
+        chunk.append("".join(parts))
+        if len(chunk) >= 2000:
+            sheet.write("".join(chunk).encode("utf-8"))
+            chunk.clear()
+    rules = "".join(f'<cfRule type="expression" dxfId="{n}" priority="{n + 1}"><formula>'
+                    f'${status_letter}2="{status.value}"</formula></cfRule>'
+                    for n, status in enumerate(STATUS_FILLS))
+    chunk.append(f'</sheetData><autoFilter ref="A1:{last}"/>'
+                 f'<conditionalFormatting sqref="A2:{last if len(table) else letters[-1] + "2"}">{rules}'
+                 '</conditionalFormatting></worksheet>')
+    sheet.write("".join(chunk).encode("utf-8"))
+
+
+def _text(ref: str, value: str, style: str = "") -> str:
+    if not value:
+        return ""
+    return f'<c r="{ref}" t="inlineStr"{style}><is><t xml:space="preserve">{value.translate(_ESCAPE)}</t></is></c>'
+
+
+def _letter(position: int) -> str:
+    """Column letters: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    position += 1
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
 
 
 def _result_rows(table: Table, results: RowResults) -> Iterator[list[object]]:
@@ -119,22 +209,9 @@ def _result_rows(table: Table, results: RowResults) -> Iterator[list[object]]:
                 message = (message + ". " if message else "") + (
                     f"The workbook shows {replaced} character{'s' if replaced > 1 else ''} of this row that "
                     f"a workbook cannot hold as visible symbols (control characters as ␀-style pictures)")
-        cells.extend([
-            row_number,
-            results.status[index].value,
-            results.http_status[index],
-            visible(message)[0],
-            results.attempts[index],
-            results.finished_at[index],
-        ])
+        cells += [row_number, results.status[index].value, results.http_status[index],
+                  visible(message)[0], results.attempts[index], results.finished_at[index]]
         yield cells
-
-
-def _text_cell(cell_type, sheet, value: str):  # type: ignore[no-untyped-def]
-    """A cell that holds `value` as text even when it starts with `=`."""
-    cell = cell_type(sheet, value=value)
-    cell.data_type = "s"
-    return cell
 
 
 def _widths(headers: Sequence[str], table: Table, results: RowResults) -> list[float]:
@@ -151,20 +228,17 @@ def _widths(headers: Sequence[str], table: Table, results: RowResults) -> list[f
     return [min(max(length + 2, 8), 60) for length in longest]
 
 
-def _summary_sheet(workbook, summary: Sequence[tuple[str, object]]) -> None:  # type: ignore[no-untyped-def]
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    sheet = workbook.create_sheet("Summary")
-    sheet.column_dimensions["A"].width = 24
-    sheet.column_dimensions["B"].width = 70
-    bold = Font(bold=True)
-    for key, value in summary:
-        label = _text_cell(WriteOnlyCell, sheet, key)
-        label.font = bold
+def _summary_sheet(summary: Sequence[tuple[str, object]]) -> str:
+    rows = []
+    for number, (key, value) in enumerate(summary, start=1):
         if isinstance(value, str):
-            value = _text_cell(WriteOnlyCell, sheet, visible(value)[0])
-        sheet.append([label, value])
+            cell = _text(f"B{number}", visible(value)[0])
+        else:
+            cell = f'<c r="B{number}"><v>{value}</v></c>'
+        rows.append(f'<row r="{number}">{_text(f"A{number}", key, _BOLD)}{cell}</row>')
+    return _XML + (f'<worksheet xmlns="{_MAIN}"><cols><col min="1" max="1" width="24" customWidth="1"/>'
+                   f'<col min="2" max="2" width="70" customWidth="1"/></cols><sheetData>{"".join(rows)}'
+                   "</sheetData></worksheet>")
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

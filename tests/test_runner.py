@@ -87,7 +87,7 @@ class RecordingJournal:
         self.finished: dict[str, Outcome] = {}
         self.commits = 0
 
-    def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+    async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
         self.commits += 1
         for call, outcome in finished:
             assert call.call_id in self.started, "an outcome was committed for a row never started"
