@@ -273,7 +273,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print_lines(summary_lines(result), err)
         if previews and not args.quiet:
             print_lines([f"The first {len(previews)} request{'s' if len(previews) > 1 else ''} "
-                         f"(token masked; nothing was sent):", *("\n" + text + "\n" for text in previews)], err)
+                         f"(token masked; nothing was sent):", *("\n" + text for text in previews), ""], err)
     return _report(results, args, out, several=len(args.files) > 1)
 
 

@@ -21,8 +21,8 @@ from .settings import DEFAULT_REPORTS_DIR, Settings
 CONFIG_NAME = "batch-dispose.toml"
 PATH_KEYS = ("token_file", "reports_dir", "ledger", "dispositions")
 NUMBER_KEYS = {"concurrency": int, "retries": int, "timeout": float, "rate": float}
-BOOL_KEYS = ("strict", "force", "retry_unknown")
-KNOWN_KEYS = ("subdomain", "base_url", *PATH_KEYS, *NUMBER_KEYS, *BOOL_KEYS)
+BOOL_KEYS = ("strict", "retry_unknown")  # not force: resending everything is a decision for one run
+KNOWN_KEYS = ("subdomain", "base_url", *PATH_KEYS, *NUMBER_KEYS, *BOOL_KEYS, "force")  # force: flag only
 LIMITS = {"concurrency": (1, 256), "retries": (0, 10), "timeout": (0.1, 600.0), "rate": (0.1, 10_000.0)}
 
 
@@ -46,6 +46,9 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the config file is not valid TOML ({exc}).", path=path) from None
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if key == "force":
+            raise ConfigError(f"{path}: 'force' cannot be set in the config file (every run would send already "
+                              f"disposed calls again); pass --force to the one run that needs it.", path=path, key=key)
         if key not in KNOWN_KEYS:
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(KNOWN_KEYS)})"

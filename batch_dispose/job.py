@@ -182,7 +182,7 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     previews = [preview(settings.base_url, call) for call in decided.to_send[:PREVIEW_REQUESTS]]
     result = FileResult(path, results_path, len(table), {s: counts[s] for s in VALIDATE_STATUSES}, started,
                         finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] else ExitCode.OK,
-                        warnings=tuple(decided.warnings))
+                        warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows))
     (reporter or QuietReporter()).file_finished(result)
     return result, previews
 
@@ -250,7 +250,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     from .loading import load
     from .runlog import RunLog
     from .runner import STOP_MESSAGES, Runner, SendOptions
-    from .workbook import write_results
+    from .workbook import input_stem, write_results
 
     started = utc_now()
     table = load(path)
@@ -266,7 +266,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     reporter.file_started(path, len(table), len(to_send))
     call_ids = table.field_cells("callID")
 
-    log = RunLog(settings.reports_dir, path.stem, started)
+    log = RunLog(settings.reports_dir, input_stem(path), started)
     log.note(f"run of {path} ({len(table)} rows, {len(to_send)} to send) to {settings.base_url}")
     for index, status in enumerate(results.status):
         if status is not Status.PENDING:
@@ -291,7 +291,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
                 results.set(index, Outcome(Status.PENDING, STOP_MESSAGES[stop_reason or StopReason.INTERRUPTED]))
                 log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
         counts = results.counts()
-        ledger.end_run(run_id, counts)
+        ledger.end_run(run_id, {status: counts[status] for status in RUN_STATUSES})
         finished = utc_now()
         warnings = list(decided.warnings)
         if settings.force:
@@ -304,7 +304,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     finally:
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
-                      exit_code_for(counts), stop_reason, tuple(warnings))
+                      exit_code_for(counts), stop_reason, tuple(warnings), problems=results.problems(table.rows))
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

@@ -6,7 +6,8 @@ Frozen dataclasses and enums only; this module imports nothing of ours.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +127,14 @@ class RowResults:
         self.attempts[index] = outcome.attempts
         self.finished_at[index] = outcome.finished_at
 
+    def problems(self, rows: Sequence[int], limit: int = 10) -> tuple[tuple[int, str, str], ...]:
+        """The first rows to look at (failed, invalid, unknown, unauthorized: pending rows are explained by
+        why the run stopped), as (spreadsheet row, status, message)."""
+        fine = (Status.DISPOSED, Status.SKIPPED, Status.READY, Status.PENDING)
+        found = (index for index, status in enumerate(self.status) if status not in fine)
+        return tuple((rows[index], self.status[index].value, self.message[index])
+                     for index in itertools.islice(found, limit))
+
     def counts(self) -> dict[Status, int]:
         """Rows per status, every status present (zero included), in STATUS_ORDER."""
         found = {status: 0 for status in STATUS_ORDER}
@@ -157,6 +166,7 @@ class FileResult:
     stop_reason: StopReason | None = None
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None  # the sentence for a file that could not be used at all
+    problems: tuple[tuple[int, str, str], ...] = field(default=())  # first rows to look at: (row, status, message)
 
     @property
     def duration_s(self) -> float:

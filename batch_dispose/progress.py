@@ -11,6 +11,7 @@ from typing import TextIO
 from .models import STATUS_ORDER, FileResult, Status
 
 LINE_EVERY_S = 10.0
+PROBLEMS = (Status.UNAUTHORIZED, Status.FAILED, Status.INVALID, Status.UNKNOWN)
 
 
 def counts_text(counts: Counter[Status] | dict[Status, int]) -> str:
@@ -99,6 +100,11 @@ def summary_lines(result: FileResult) -> list[str]:
     lines += [f"warning: {warning}" for warning in result.warnings]
     if result.stop_reason is not None:
         lines.append(STOP_LINES[result.stop_reason.value])
+    left = sum(result.counts.get(status, 0) for status in PROBLEMS)
+    if result.problems:
+        first = f"the first {len(result.problems)} of " if left > len(result.problems) else ""
+        lines.append(f"rows to look at ({first}{left}; all are in the workbook):")
+        lines += [f"  row {row:>5}  {status:<12} {message}" for row, status, message in result.problems]
     if result.results_path is not None:
         lines.append(f"results: {result.results_path}")
     return lines

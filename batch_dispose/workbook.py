@@ -24,6 +24,7 @@ from .models import RowResults, Status
 CELL_MAX = 32_767  # the most characters an Excel cell holds
 WIDTH_SAMPLE = 500  # rows looked at to size the columns
 # C0 controls other than tab/LF/CR, DEL's neighbours XML refuses, lone surrogates, U+FFFE/U+FFFF.
+_RESULTS_SUFFIX = re.compile(r"-results-\d{8}-\d{6}(?:-\d+)?$")
 _UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 STATUS_FILLS = {
     Status.DISPOSED: "C6EFCE",  # green
@@ -60,7 +61,7 @@ def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str
     """Write the results workbook and return its path (a new file, never an existing one)."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(reports_dir)
-    stem = f"{table.path.stem}-results-{started.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{input_stem(table.path)}-results-{started.strftime('%Y%m%d-%H%M%S')}"
     temporary = reports_dir / f".{stem}.{os.getpid()}.tmp"
     try:
         with open(temporary, "wb") as handle:
@@ -70,6 +71,12 @@ def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str
         return move_unique(temporary, reports_dir, stem, ".xlsx")
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def input_stem(path: Path) -> str:
+    """The name results are filed under: a results workbook given back keeps its original stem
+    (day-results-20261127-170940.xlsx -> day), so re-runs do not pile up suffixes."""
+    return _RESULTS_SUFFIX.sub("", path.stem) or path.stem
 
 
 # -- the package ----------------------------------------------------------------------------------

@@ -37,6 +37,15 @@ def test_typo_in_a_key_names_it_and_suggests_the_right_one(cli, tmp_path: Path) 
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
+def test_force_cannot_be_set_in_the_config_file(cli, sim, tmp_path: Path) -> None:
+    """`force = true` in the file is refused (every run would resend disposed calls); --force still works."""
+    config = _toml(tmp_path / "batch-dispose.toml", f'base_url = "{sim.base_url}"\nforce = true\n')
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    result = cli("run", source, "--config", config)
+    assert result.code == 2 and "'force' cannot be set in the config file" in result.err
+    assert sim.stats.requests == 0
+
+
 def test_typo_in_the_working_folders_config_stops_a_run_before_sending(cli, sim, tmp_path: Path) -> None:
     """A run with a bad key in ./batch-dispose.toml exits 2 and sends nothing (a silent default would be worse)."""
     _toml(tmp_path / "batch-dispose.toml", f'base_url = "{sim.base_url}"\nretires = 0\n')
