@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LedgerError, LockHeldError
+from .errors import LedgerError, LedgerWriteError, LockHeldError
 from .models import CallRequest, Outcome, Status, iso, utc_now
 
 SCHEMA_VERSION = 1
@@ -225,13 +225,18 @@ class Ledger:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LedgerWriteError(f"{self.path}: the ledger could not record ({exc}); sending stopped. Free some "
+                                   f"disk space and run the file again: rows in flight will show as unknown.",
+                                   path=self.path) from None
 
 
 class RunJournal:

@@ -234,3 +234,20 @@ def test_history_answers_did_call_x_go_through(cli, simulator, tmp_path: Path) -
     assert "9999: the ledger has no record" in result.out
     runs = cli("history", "--json").json()["runs"]
     assert len(runs) == 2 and all(run["finished_at"] for run in runs)
+
+
+def test_a_ledger_that_cannot_record_stops_with_a_sentence(tmp_path: Path) -> None:
+    """When the ledger cannot write (a full disk), the commit fails with a sentence saying what to do,
+    and nothing of that commit is half-recorded."""
+    from batch_dispose.errors import LedgerWriteError
+    from batch_dispose.models import CallRequest
+
+    with Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+        run_id = ledger.begin_run("http://h", tmp_path / "x.csv", "sha")
+        pages = ledger._db.execute("PRAGMA page_count").fetchone()[0]
+        ledger._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is now "full"
+        calls = [CallRequest(n, n + 2, f"C{n}", 1, "Interested", "") for n in range(5000)]
+        with pytest.raises(LedgerWriteError, match="could not record .*Free some disk space"):
+            ledger.commit("http://h", run_id, [], calls)
+        assert ledger.history_lookup("http://h")(["C0", "C4999"]) == {}
+    assert _integrity(tmp_path / "ledger.sqlite") == "ok"
