@@ -37,6 +37,7 @@ ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
 SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 RETRY_STATUSES = {429: "busy", 503: "unavailable"}
+_SEGMENT = re.compile(r"[A-Za-z0-9_.~%-]+")  # what quote(safe="") can produce: never / ? # or a backslash
 UNKNOWN_HINT = ("its effect is unknown, so it is not re-sent automatically: check the call in Ryng, "
                 "or re-run with --retry-unknown")
 
@@ -99,7 +100,7 @@ class RyngClient:
         still name another path.
         """
         segment = quote(call.call_id, safe="")
-        if not segment or segment in (".", "..") or any(ch in segment for ch in "/?#\\"):
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise RuntimeError(f"refusing to send call ID {call.call_id!r}: not one end-call path segment")
         return self._origin + self._route + segment
 
@@ -116,17 +117,18 @@ class RyngClient:
         """Send the row's request once and say what the answer means."""
         assert self._transport is not None, "a client made for previews cannot send"
         try:
-            async with asyncio.timeout(self._deadline):
-                if self._fast is not None:
-                    reply = await self._fast.send("PATCH", self.url_for(call), self._headers, _body(call),
-                                                  connect=self._connect_timeout, read=self.timeout)
-                else:
+            if self._fast is not None:  # aiohttp enforces the same deadline itself (its `total` timeout)
+                reply = await self._fast.send("PATCH", self.url_for(call), self._headers, _body(call),
+                                              connect=self._connect_timeout, read=self.timeout,
+                                              total=self._deadline)
+            else:
+                async with asyncio.timeout(self._deadline):
                     response = await self._transport.handle_async_request(self.request_for(call))
                     try:
                         await response.aread()
                     finally:
                         await response.aclose()
-                    reply = Reply.from_httpx(response)
+                reply = Reply.from_httpx(response)
         except httpx.TransportError as exc:
             return classify_error(exc, self.timeout, secret=self._token.reveal())
         except httpx.DecodingError as exc:  # the reply arrived but cannot be decoded

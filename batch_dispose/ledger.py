@@ -66,8 +66,7 @@ CREATE TABLE events (            -- every outcome ever recorded, for `history`
     attempts    INTEGER,
     at          TEXT NOT NULL
 );
-CREATE INDEX events_by_call ON events (host, call_id);
-CREATE INDEX events_by_run ON events (run_id);
+CREATE INDEX events_by_call ON events (call_id);  -- `history CALLID`; `history --run N` scans (rare)
 CREATE TRIGGER outcome_event AFTER UPDATE OF status ON calls WHEN NEW.status != 'sending'
 BEGIN
     INSERT INTO events (run_id, host, call_id, row, status, http_status, message, attempts, at)

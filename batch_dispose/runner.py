@@ -60,7 +60,8 @@ class _State:
     stop_reason: StopReason | None = None
     unauthorized_streak: int = 0
     unknown_streak: int = 0
-    waiting: int = 0  # rows sleeping before a retry (they hold no request slot)
+    active: int = 0  # rows started and not yet recorded
+    waiting: int = 0  # of those, rows sleeping before a retry (they hold no request slot)
     finished: list[tuple[CallRequest, Outcome]] = field(default_factory=list)
     crash: BaseException | None = None  # a bug inside a row's task, re-raised by run()
 
@@ -117,8 +118,8 @@ class Runner:
                 self._wake.clear()  # anything that happens from here on (even during the commit) wakes us
                 starting: list[CallRequest] = []
                 while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
-                       and len(tasks) - state.waiting + len(starting) < self._options.concurrency
-                       and (state.unauthorized_streak == 0 or not tasks and not starting)):
+                       and state.active - state.waiting + len(starting) < self._options.concurrency
+                       and (state.unauthorized_streak == 0 or not state.active and not starting)):
                     call = next(source, None)
                     if call is None:
                         exhausted = True
@@ -129,13 +130,14 @@ class Runner:
                     await self._journal.commit(finished, starting)
                 for call, outcome in finished:
                     self._on_outcome(call, outcome)
+                state.active += len(starting)
                 for call in starting:
                     task = asyncio.ensure_future(self._settle(call))
                     tasks.add(task)
                     task.add_done_callback(self._task_done(tasks))
                 if state.crash is not None:
                     raise state.crash
-                if not tasks and not state.finished and (exhausted or self._stopping()):
+                if not state.active and not state.finished and (exhausted or self._stopping()):
                     return state.stop_reason
                 if not state.finished:
                     await self._wake.wait()
@@ -222,7 +224,10 @@ class Runner:
             self._halt(StopReason.UNRESPONSIVE)
 
     def _record(self, call: CallRequest, outcome: Outcome) -> None:
+        """The row's one outcome: its slot is free from now on, so the next commit can carry both
+        this outcome and the intent of the row that takes its place."""
         self._state.finished.append((call, outcome))
+        self._state.active -= 1
         self._wake.set()
 
 

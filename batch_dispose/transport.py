@@ -12,6 +12,7 @@ ClientConnectorCertificateError                UntrustedCertificate      never l
 ClientConnectorError (refused, DNS, TLS)       ConnectError              request never left
 ConnectionTimeoutError (pool or connect)       ConnectTimeout            request never left
 SocketTimeoutError / other ServerTimeoutError  ReadTimeout               sent, no reply in time
+the `total` deadline (TimeoutError)
 ServerDisconnectedError, ClientPayloadError,   RemoteProtocolError       sent, the reply broke off
 ClientResponseError (bad HTTP)
 any other ClientError / OSError                ReadError                 sent, effect unknown
@@ -64,7 +65,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._connections = connections
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -79,16 +80,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             auto_decompress=True,
         )
 
-    def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get((connect, read))
+    def _timeout(self, connect: float | None, read: float | None, total: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get((connect, read, total))
         if timeout is None:
-            # `connect` covers waiting for a pooled connection plus connecting (TCP and TLS).
-            timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
-            self._timeouts[(connect, read)] = timeout
+            # `connect` covers waiting for a pooled connection plus connecting (TCP and TLS); `total`
+            # bounds the whole exchange, reply body included.
+            timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect, sock_read=read)
+            self._timeouts[(connect, read, total)] = timeout
         return timeout
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes, *,
-                   connect: float | None, read: float | None) -> Reply:
+                   connect: float | None, read: float | None, total: float | None = None) -> Reply:
         """One request, the URL used exactly as given; failures raised as httpx errors (table above)."""
         if self._session is None:
             self._session = self._open()
@@ -99,7 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
-                timeout=self._timeout(connect, read),
+                timeout=self._timeout(connect, read, total),
             ) as reply:
                 content = await _read_capped(reply)
                 return Reply(reply.status, reply.reason or "", reply.headers, content)
@@ -111,6 +113,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(_text(exc)) from exc
         except aiohttp.ServerTimeoutError as exc:
             raise httpx.ReadTimeout(_text(exc)) from exc
+        except TimeoutError as exc:  # the `total` deadline: sent (connecting has its own, shorter timeout)
+            raise httpx.ReadTimeout(f"no complete reply within {total:g} s") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
             raise httpx.RemoteProtocolError(_text(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
