@@ -34,25 +34,26 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)  # every command's --help ends with the exit codes
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batch-dispose", description="Apply call dispositions to the Ryng dialer from a "
-                     "spreadsheet (CSV, XLSX, XLS, ODS).", epilog=EXIT_CODES_HELP)
+                     "spreadsheet (CSV, XLSX, XLS, ODS).")
     parser.add_argument("--version", action="version", version=f"batch-dispose {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    run = commands.add_parser("run", help="send the rows of one or more files", epilog=EXIT_CODES_HELP,
+    run = commands.add_parser("run", help="send the rows of one or more files",
                               description="Validate each FILE, send its valid rows to Ryng, and write a results "
                               "workbook per file. A results workbook given back sends only what is left.")
     run.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _add_run_options(run)
 
     validate = commands.add_parser("validate", help="check files and show the requests, send nothing",
-                                   epilog=EXIT_CODES_HELP, description="A dry run: write the results workbook "
-                                   "(invalid / ready) and show a few of the exact requests, token masked.")
+                                   description="A dry run: write the results workbook (invalid / ready) and "
+                                   "show a few of the exact requests, token masked.")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _add_target_options(validate)
     validate.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
@@ -60,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(validate)
 
     sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)",
-                                epilog=EXIT_CODES_HELP, description="Each .csv/.xlsx/.xls/.ods in INBOX (not "
-                                "hidden, not changed in the last 10 s) is run in name order, then moved to "
+                                description="Each .csv/.xlsx/.xls/.ods in INBOX (not hidden, not changed in "
+                                "the last 10 s) is run in name order, then moved to "
                                 "INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. "
                                 "A file whose run stopped early (token rejected, server unavailable, "
                                 "interrupted) stays in the inbox for the next sweep.")
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if getattr(args, "debug", False):
             raise
         if getattr(args, "json", False):
-            shape = {"files": []} if args.command in ("sweep",) or len(getattr(args, "files", ())) > 1 else {}
+            several = args.command == "sweep" or len(getattr(args, "files", ())) > 1  # the sweep shape
+            shape: dict[str, object] = {"files": []} if several else {}
             print(json.dumps({**shape, "error": str(exc), "exit_code": _code_for(exc)}), file=out)
         print(f"batch-dispose: {exc}", file=err)
         return _code_for(exc)
@@ -184,8 +186,9 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "subdomain", "base_url", "token_file", "reports_dir", "ledger", "dispositions", "concurrency", "rate",
         "timeout", "retries", "strict", "force", "retry_unknown")}
     for key in ("concurrency", "rate", "timeout", "retries"):
-        if flags[key] is not None:
-            check_limit(key, flags[key], f"--{key}")
+        value = flags[key]
+        if value is not None:
+            check_limit(key, value, f"--{key}")
     return resolve(flags, config=args.config, cwd=Path.cwd())
 
 
@@ -216,8 +219,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .sweep import sweep
     from .progress import print_lines, reporter_for, summary_lines
+    from .sweep import sweep
 
     settings, token = _run_setup(args, err)
     reporter = reporter_for(err, quiet=args.quiet)

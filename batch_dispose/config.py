@@ -102,7 +102,7 @@ def resolve(flags: Mapping[str, Any], *, config: Path | None, cwd: Path) -> Sett
             subdomain = None
     if subdomain is not None or base_url is not None:
         merged["base_url"] = base_url_for(subdomain=subdomain, base_url=base_url)
-        sources["base_url"] = source if subdomain is not None else sources["base_url"]
+        sources["base_url"] = source if subdomain is not None and source else sources["base_url"]
     for key in PATH_KEYS:  # flags are relative to the working folder (the file's are already absolute)
         if key in merged:
             merged[key] = (cwd / merged[key]).resolve()

@@ -290,7 +290,8 @@ def _load_workbook(path: Path, fmt: str, data: bytes, max_rows: int) -> Table:
                 grid = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
             except BaseException as exc:
                 _reraise_unless_unreadable(exc)
-                raise _error(path, f"sheet '{name}' cannot be read ({_short(exc)}); open it and save it again") from None
+                problem = f"sheet '{name}' cannot be read ({_short(exc)}); open it and save it again"
+                raise _error(path, problem) from None
             source = _Source(grid, sheet=name)
             if source.header_index is not None:
                 return _build(path, fmt, data, source, max_rows, sheet=name,
@@ -330,13 +331,15 @@ def _texts(raw: Sequence[object]) -> list[str]:
 
 
 def _matched_fields(headers: Sequence[str]) -> set[str]:
-    return {HEADER_ALIASES[key] for key in map(normalize_header, headers) if key in HEADER_ALIASES} & set(REQUIRED_FIELDS)
+    found = {HEADER_ALIASES[key] for key in map(normalize_header, headers) if key in HEADER_ALIASES}
+    return found & set(REQUIRED_FIELDS)
 
 
 def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, *, sheet: str | None = None,
            hidden: bool = False, encoding: str | None = None, delimiter: str | None = None) -> Table:
     if source.header_index is None:
         _raise_missing(path, [source])
+    assert source.header_index is not None
     headers = [text.strip() for text in _texts(source.head[source.header_index])]
     fields, result_positions = _map_columns(path, headers)
     width = len(headers)

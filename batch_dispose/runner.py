@@ -119,7 +119,7 @@ class Runner:
                 starting: list[CallRequest] = []
                 while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
                        and state.active - state.waiting + len(starting) < self._options.concurrency
-                       and (state.unauthorized_streak == 0 or not state.active and not starting)):
+                       and (state.unauthorized_streak == 0 or (not state.active and not starting))):
                     call = next(source, None)
                     if call is None:
                         exhausted = True

@@ -57,7 +57,8 @@ def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path],
     if not inbox.is_dir():
         raise UsageError(f"{inbox}: the inbox folder does not exist.")
     now = time.time() if now is None else now
-    ready, fresh = [], []
+    ready: list[Path] = []
+    fresh: list[Path] = []
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
         name = path.name
         if name.startswith((".", "~$")) or path.suffix.lower() not in FORMATS or not path.is_file():

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from .files import move_unique
 from .loading import RESULT_COLUMNS, Table
@@ -147,7 +147,7 @@ def _write_package(handle: BinaryIO, table: Table, results: RowResults,
         package.writestr("xl/worksheets/sheet2.xml", _summary_sheet(summary))
 
 
-def _results_sheet(sheet: BinaryIO, table: Table, results: RowResults, headers: list[str], last: str) -> None:
+def _results_sheet(sheet: IO[bytes], table: Table, results: RowResults, headers: list[str], last: str) -> None:
     letters = [_letter(position) for position in range(len(headers))]
     status_letter = letters[len(table.headers) + 1]
     widths = "".join(f'<col min="{n}" max="{n}" width="{width}" customWidth="1"/>'
@@ -157,13 +157,14 @@ def _results_sheet(sheet: BinaryIO, table: Table, results: RowResults, headers: 
         '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
         'state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
         f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData>'
-        '<row r="1">' + "".join(_text(f"{letter}1", header, _BOLD) for letter, header in zip(letters, headers))
+        '<row r="1">'
+        + "".join(_text(f"{letter}1", header, _BOLD) for letter, header in zip(letters, headers, strict=True))
         + "</row>")).encode("utf-8"))
     chunk: list[str] = []
     for number, cells in enumerate(_result_rows(table, results), start=2):
         row = str(number)
         parts = [f'<row r="{row}">']
-        for letter, value in zip(letters, cells):
+        for letter, value in zip(letters, cells, strict=True):
             if isinstance(value, str):
                 if value:
                     parts.append(f'<c r="{letter}{row}" t="inlineStr"><is><t xml:space="preserve">'
@@ -204,13 +205,13 @@ def _result_rows(table: Table, results: RowResults) -> Iterator[list[object]]:
     """Each row's cells: input cells as text, then the result columns (numbers where numeric)."""
     columns = table.columns
     for index, row_number in enumerate(table.rows):
-        cells = [column[index] for column in columns]
+        cells: list[object] = [column[index] for column in columns]
         message = results.message[index]
-        joined = "".join(cells)
+        joined = "".join(columns[position][index] for position in range(len(columns)))
         if _UNWRITABLE.search(joined) or len(joined) > CELL_MAX:
             replaced = 0
-            for position, text in enumerate(cells):
-                cells[position], count = visible(text)
+            for position, column in enumerate(columns):
+                cells[position], count = visible(column[index])
                 replaced += count
             if replaced:
                 message = (message + ". " if message else "") + (
@@ -228,8 +229,9 @@ def _widths(headers: Sequence[str], table: Table, results: RowResults) -> list[f
         for index in sample:
             longest[position] = max(longest[position], len(column[index].split("\n", 1)[0]))
     base = len(table.columns)
-    for offset, values in enumerate((table.rows, [s.value for s in results.status], results.http_status,
-                                     results.message, results.attempts, results.finished_at)):
+    result_columns: tuple[Sequence[object], ...] = (table.rows, [s.value for s in results.status], results.http_status,
+                                                     results.message, results.attempts, results.finished_at)
+    for offset, values in enumerate(result_columns):
         for index in sample:
             longest[base + offset] = max(longest[base + offset], len(str(values[index] or "")))
     return [min(max(length + 2, 8), 60) for length in longest]
