@@ -143,15 +143,6 @@ class RowResults:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Counts so far, handed to progress reporters after every recorded outcome."""
-
-    done: int
-    total: int
-    counts: Mapping[Status, int]
-
-
 @dataclass(frozen=True)
 class FileResult:
     """The result of one input file: where its workbook went, counts, and its exit code."""
