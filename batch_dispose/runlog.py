@@ -32,9 +32,6 @@ class RunLog:
         self._handle.write(f"{outcome.finished_at or iso(utc_now())}  row {row}  callID {call_id or '-'}  "
                            f"{outcome.status.value}{http}  attempts={outcome.attempts}  {message}\n")
 
-    def flush(self) -> None:
-        self._handle.flush()
-
     def finish(self, workbook: Path | None, summary: Sequence[str]) -> Path:
         """Write the closing lines and take the workbook's name (with .log)."""
         for line in summary:

@@ -27,8 +27,6 @@ MAX_DEFERRALS = 10  # 429s / 503s with Retry-After waited out per row, besides -
 class Sender(Protocol):
     """Sends one attempt of a row and classifies the answer (`client.RyngClient`)."""
 
-    timeout: float
-
     async def attempt(self, call: CallRequest) -> Verdict: ...
 
 
