@@ -29,6 +29,14 @@ The access token comes from the environment variable RYNG_ACCESS_TOKEN or from -
 never from the command line."""
 
 
+SERVE_EXIT_CODES_HELP = """exit codes:
+  0   stopped (Ctrl-C or SIGTERM; a run in progress stops first, its workbook written)
+  2   usage error: a bad option, no token, a non-loopback --host without a passcode, a busy port
+
+The access token comes from the environment variable RYNG_ACCESS_TOKEN or from --token-file,
+never from the command line, and never reaches the page."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with exit code 2 for usage errors (as documented) and no abbreviations."""
 
@@ -102,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
     history.add_argument("--json", action="store_true", help="print JSON instead of text")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    serve = commands.add_parser("serve", help="the ops page: upload, check, fix, send and watch in a browser",
+                                description="A web page for the same work as `run`: upload a file, see what was "
+                                "understood and what is wrong, fix cells, send with live progress, download the "
+                                "results workbook, see the history. Prints 'serving on http://HOST:PORT/' once "
+                                "listening. Any --host other than loopback needs a passcode (--passcode-file or "
+                                "BATCH_DISPOSE_PASSCODE).", epilog=SERVE_EXIT_CODES_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    serve.add_argument("--passcode-file", type=Path, metavar="FILE", help="the passcode people log in with "
+                       "(default: the BATCH_DISPOSE_PASSCODE environment variable)")
+    _add_run_options(serve)
 
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
                                description="Starts the simulator on a free loopback port (two calls set to "
@@ -412,6 +432,18 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitCode.OK
 
 
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .web import serve
+    from .web.security import load_passcode
+    from .web.server import require_passcode
+
+    passcode = load_passcode(args.passcode_file)
+    require_passcode(args.host, passcode)
+    settings, token = _run_setup(args, err)
+    return serve(settings, token, host=args.host, port=args.port, passcode=passcode,
+                 on_ready=lambda url: print(f"serving on {url}", file=out, flush=True))
+
+
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -425,5 +457,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "config": _config,
     "simulate": _simulate,
     "history": _history,
+    "serve": _serve,
     "demo": _demo,
 }

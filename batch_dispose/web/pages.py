@@ -1,0 +1,128 @@
+"""The HTML pages: server-rendered from the same views the JSON API returns (autoescaped Jinja2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import service
+from .api import history_entries, state_of, upload_json
+from .security import COOKIE, SESSION_S, session_of
+
+ROWS_SHOWN = 500  # fine rows shown when "only rows with problems" is switched off
+PROBLEMS_SHOWN = 2000
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                          autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    state = state_of(request)
+    context.setdefault("run", None)
+    html = _env.get_template(name).render(host=state.host, active=state.active_run(),
+                                          logged_in=state.sessions.required, **context)
+    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+
+async def index(request: Request) -> Response:
+    return render(request, "index.html")
+
+
+async def file_page(request: Request) -> Response:
+    state = state_of(request)
+    upload = state.uploads.get(request.path_params["id"])
+    if upload is None or upload.checked is None:
+        return render(request, "gone.html", 404, what="upload")
+    view = upload_json(state, upload, limit=PROBLEMS_SHOWN)
+    return render(request, "file.html", upload=view, rows=_rows(upload), shown_problems=PROBLEMS_SHOWN,
+                  allowed=state.allowed(), has_notes="notes" in upload.table.fields)
+
+
+def _rows(upload: Any) -> list[dict[str, Any]]:
+    """The rows the check page lists: every row with a problem (up to a limit), then the first fine ones."""
+    checked, table = upload.checked, upload.table
+    rows, problems, fine = [], 0, 0
+    for index, (row, status, message) in enumerate(zip(checked.rows, checked.status, checked.message, strict=True)):
+        if status == "ready":
+            fine += 1
+            if fine > ROWS_SHOWN and row not in upload.edits:
+                continue
+        else:
+            problems += 1
+            if problems > PROBLEMS_SHOWN:
+                continue
+        rows.append({"row": row, "status": status, "message": message,
+                     "cells": service.cells(table, index, upload.edits), "carried": service.carried(table, index),
+                     "editable": status == "invalid" or row in upload.edits, "excluded": row in upload.excluded})
+    return rows
+
+
+def texts(view: dict[str, Any]) -> dict[str, str]:
+    """The run page's sentences (the script writes the same ones as events arrive)."""
+    progress, state = view["progress"], view["state"]
+    done, total = progress["done"], progress["to_send"]
+    if state == "running":
+        state_text = "Stopping: waiting for the requests in flight…" if view["stopping"] else "Sending…"
+    else:
+        state_text = "Finished." if state == "finished" else "Stopped."
+    rate = f" · {progress['rate']:g} calls/s" if progress["rate"] else ""
+    left = f" · about {round(progress['eta_s'])} s left" if progress["eta_s"] is not None else ""
+    counts = ", ".join(f"{n} {name}" for name, n in view["counts"].items() if n) or "nothing"
+    summary = f"{view['rows']} rows: {counts}." if state != "running" else ""
+    return {"state_text": state_text, "progress_text": f"{done} of {total} sent{rate}{left}",
+            "summary_text": summary}
+
+
+async def run_page(request: Request) -> Response:
+    run = state_of(request).runs.get(request.path_params["id"])
+    if run is None:
+        return render(request, "gone.html", 404, what="run")
+    view = run.view()
+    return render(request, "run.html", run=view, **texts(view))
+
+
+async def history(request: Request) -> Response:
+    state = state_of(request)
+    call_id = request.query_params.get("call", "").strip()[:64]
+    call = await run_in_threadpool(service.call_history, state.settings, call_id) if call_id else None
+    runs = await run_in_threadpool(history_entries, state)
+    return render(request, "history.html", runs=runs, call=call, call_id=call_id)
+
+
+async def login(request: Request) -> Response:
+    state = state_of(request)
+    if request.method == "GET":
+        return render(request, "login.html", failed=False)
+    form = await request.form(max_files=0, max_fields=4)
+    passcode = str(form.get("passcode", ""))
+    client = request.client.host if request.client else "?"
+    session = await state.sessions.login(client, passcode) if state.sessions.required else None
+    if session is None:
+        return render(request, "login.html", 401, failed=True)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, session, max_age=SESSION_S, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    state_of(request).sessions.logout(session_of(request.scope))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+ROUTES = [
+    Route("/", index, methods=["GET"]),
+    Route("/files/{id}", file_page, methods=["GET"]),
+    Route("/runs/{id}", run_page, methods=["GET"]),
+    Route("/history", history, methods=["GET"]),
+    Route("/login", login, methods=["GET", "POST"]),
+    Route("/logout", logout, methods=["POST"]),
+]

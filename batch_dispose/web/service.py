@@ -1,0 +1,293 @@
+"""The page's one door into the library: every call the page makes into batch_dispose's core is here.
+
+The page is the CLI's product with a second face, so this module adds no behaviour of its own: it
+loads with `loading.load`, checks with `job.plan` (the pandera schema and the ledger's history),
+shows requests with `client.preview`, sends with `job.run_files`, and reads history from
+`ledger.Ledger`. When the core's signatures change, only this file changes.
+
+Library calls made here (for re-pointing after a merge):
+    loading.load(path)                      an upload, read as the CLI reads it
+    loading.read_dispositions(path)         the --dispositions allow-list
+    loading.MAX_BYTES, loading.FORMATS      the loader's limits, applied while an upload streams in
+    job.plan(table, settings, allowed, history)   the check (schema + ledger), as `validate` does
+    job.run_files([path], settings, token, reporter=, stop=)   the page's run IS the CLI's run
+    job.QuietReporter, job.RUN_STATUSES     the reporter seam; the counts keys of `run --json`
+    client.preview(base_url, call)          the first requests, token masked
+    ledger.Ledger.open(path, lock=False)    .history_lookup(host), .runs(), .state(id), .events(call_id=)
+    settings.Settings.ledger_path           where the ledger is
+Until the `input` branch lands (edits and exclusions inside job.plan / run_files), edits are applied
+to the loaded Table here: see the block marked SHIM.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import job, loading
+from ..errors import InputFileError, LedgerError, LockHeldError
+from ..models import FileResult, Outcome, Status
+
+if TYPE_CHECKING:
+    from ..credentials import Secret
+    from ..loading import Table
+    from ..settings import Settings
+
+__all__ = [
+    "EXCLUDED",
+    "FIELDS",
+    "MAX_BYTES",
+    "Check",
+    "FileResult",
+    "InputFileError",
+    "LedgerError",
+    "LockHeldError",
+    "QuietReporter",
+    "allowed_dispositions",
+    "call_history",
+    "check",
+    "load",
+    "run_file",
+    "run_history",
+]
+
+FIELDS = ("callID", "logID", "disposition", "notes")
+EXCLUDED = "excluded in the page"
+MAX_BYTES = loading.MAX_BYTES
+FORMATS = tuple(loading.FORMATS)
+RUN_STATUSES = tuple(status.value for status in job.RUN_STATUSES)
+CHECK_STATUSES = ("ready", "invalid", "skipped", "unknown", "pending")
+QuietReporter = job.QuietReporter
+Edits = Mapping[int, Mapping[str, str]]
+
+
+def load(path: Path) -> Table:
+    """An uploaded file read exactly as `run` reads it; InputFileError carries the CLI's sentence."""
+    return loading.load(path)
+
+
+def allowed_dispositions(settings: Settings) -> tuple[str, ...] | None:
+    return loading.read_dispositions(settings.dispositions) if settings.dispositions else None
+
+
+@dataclass
+class Check:
+    """What the page shows about an upload: each row's status and message, counts, columns, requests."""
+
+    rows: list[int]  # spreadsheet row numbers, in order
+    status: list[str]
+    message: list[str]
+    counts: dict[str, int]
+    columns: dict[str, Any]
+    previews: list[str]
+    warnings: list[str]
+    duplicates: int
+    to_send: int
+    index: dict[int, int] = field(default_factory=dict)  # row number -> position
+
+    def problems(self, limit: int | None = None) -> list[dict[str, object]]:
+        found = [{"row": row, "status": status, "message": message}
+                 for row, status, message in zip(self.rows, self.status, self.message, strict=True)
+                 if status != Status.READY]
+        return found if limit is None else found[:limit]
+
+
+def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
+          edits: Edits = {}, excluded: Collection[int] = ()) -> Check:  # noqa: B006 (read only)
+    """`validate` on a loaded table with the page's edits and exclusions, consulting the ledger
+    when a target is set (rows already disposed show `skipped`)."""
+    from ..client import preview
+
+    edited = apply_edits(table, edits)
+    history = None
+    if settings.base_url and settings.ledger_path.is_file():
+        with _ledger(settings) as ledger:
+            decided = job.plan(edited, settings, allowed, ledger.history_lookup(settings.base_url))
+    else:
+        decided = job.plan(edited, settings, allowed, history)
+    results = decided.results
+    excluded_rows = set(excluded)
+    to_send = []
+    for call in decided.to_send:
+        if call.row in excluded_rows:
+            continue
+        results.set(call.index, Outcome(Status.READY, "ready to send"))
+        to_send.append(call)
+    for index, row in enumerate(table.rows):
+        if row in excluded_rows:
+            results.set(index, Outcome(Status.PENDING, EXCLUDED))
+    found = results.counts()
+    counts = {name: found[Status(name)] for name in CHECK_STATUSES}
+    statuses = [status.value for status in results.status]
+    duplicates = sum(1 for message in results.message if "is a duplicate of row" in message)
+    return Check(rows=list(table.rows), status=statuses, message=list(results.message), counts=counts,
+                 columns=describe_columns(table), previews=[preview(settings.base_url, call) for call in to_send[:3]],
+                 warnings=list(decided.warnings), duplicates=duplicates, to_send=len(to_send),
+                 index={row: position for position, row in enumerate(table.rows)})
+
+
+def describe_columns(table: Table) -> dict[str, Any]:
+    """Which sheet and header row were read, which column became each field, which are carried."""
+    used = set(table.fields.values())
+    header_row = (table.rows[0] - 1) if table.rows else None  # the row just above the first data row, usually
+    return {
+        "sheet": table.sheet,
+        "header_row": getattr(table, "header_row", header_row),
+        "fields": {name: (table.headers[table.fields[name]] if name in table.fields else None) for name in FIELDS},
+        "carried": [header or f"(column {position + 1})" for position, header in enumerate(table.headers)
+                    if position not in used],
+    }
+
+
+def cells(table: Table, index: int, edits: Edits) -> dict[str, str]:
+    """The four fields of one row as the page shows them (edited values where edited)."""
+    row = table.rows[index]
+    values = {name: table.field_cells(name)[index] for name in FIELDS}
+    values.update(edits.get(row, {}))
+    return values
+
+
+def carried(table: Table, index: int) -> list[str]:
+    used = set(table.fields.values())
+    return [column[index] for position, column in enumerate(table.columns) if position not in used]
+
+
+# -- SHIM until the `input` branch lands: edits and exclusions inside the library ----------------
+# After the merge: delete apply_edits' body (pass edits= to job.plan instead) and _page_edits
+# (run_files takes edits= and excluded=, detected below).
+
+def apply_edits(table: Table, edits: Edits) -> Table:
+    """The table with the page's edits in its cells (copied columns; the loaded table is untouched)."""
+    if not edits:
+        return table
+    position_of = {row: index for index, row in enumerate(table.rows)}
+    columns = list(table.columns)
+    kinds = {name: list(values) for name, values in table.kinds.items()}
+    copied: set[int] = set()
+    for row, changes in edits.items():
+        index = position_of[row]
+        for name, value in changes.items():
+            position = table.fields.get(name)
+            if position is None:
+                continue  # no such column (notes absent): refused by the route before it gets here
+            if position not in copied:
+                columns[position] = list(columns[position])
+                copied.add(position)
+            columns[position][index] = value
+            if name in kinds:
+                kinds[name][index] = ""  # typed by a person: plain text now
+    return replace(table, columns=tuple(columns), kinds=kinds)
+
+
+_shim_lock = threading.Lock()
+
+
+@contextmanager
+def _page_edits(path: Path, edits: Edits, excluded: Collection[int]) -> Iterator[None]:
+    """While the page's run goes: its file loads with the edits, and excluded rows plan as pending."""
+    original_load, original_plan = loading.load, job.plan
+    rows = set(excluded)
+
+    def load_edited(target: Path, **kwargs: Any) -> Table:
+        table = original_load(target, **kwargs)
+        return apply_edits(table, edits) if target == path else table
+
+    def plan_excluding(table: Table, *args: Any, **kwargs: Any) -> job.Plan:
+        decided = original_plan(table, *args, **kwargs)
+        if table.path != path or not rows:
+            return decided
+        for call in [call for call in decided.to_send if call.row in rows]:
+            decided.to_send.remove(call)
+        for index, row in enumerate(table.rows):
+            if row in rows:
+                decided.results.set(index, Outcome(Status.PENDING, EXCLUDED))
+        return decided
+
+    with _shim_lock:
+        loading.load, job.plan = load_edited, plan_excluding  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        with _shim_lock:
+            loading.load, job.plan = original_load, original_plan  # type: ignore[assignment]
+# -- end of SHIM ----------------------------------------------------------------------------------
+
+
+async def run_file(path: Path, settings: Settings, token: Secret, *, reporter: job.Reporter, stop: Any,
+                   edits: Edits, excluded: Collection[int]) -> FileResult:
+    """`batch-dispose run FILE` with the page's edits: the same load, plan, ledger, lock, runner and
+    workbook. Raises LockHeldError when another run (the page's, the CLI's, cron's) holds the lock."""
+    if "edits" in inspect.signature(job.run_files).parameters:  # the input branch has landed
+        results = await job.run_files([path], settings, token, reporter=reporter, stop=stop,  # type: ignore[call-arg]
+                                      edits={path: edits}, excluded={path: excluded})
+        return results[0]
+    if not edits and not excluded:
+        return (await job.run_files([path], settings, token, reporter=reporter, stop=stop))[0]
+    with _page_edits(path, edits, excluded):
+        return (await job.run_files([path], settings, token, reporter=reporter, stop=stop))[0]
+
+
+@contextmanager
+def _ledger(settings: Settings) -> Iterator[Any]:
+    from ..ledger import Ledger
+
+    with Ledger.open(settings.ledger_path, lock=False) as ledger:
+        yield ledger
+
+
+def run_history(settings: Settings, limit: int = 50) -> list[dict[str, object]]:
+    """The runs the ledger knows (the page's, the CLI's, cron's), newest first."""
+    if not settings.ledger_path.is_file():
+        return []
+    with _ledger(settings) as ledger:
+        runs = ledger.runs(limit)
+    found = []
+    for run_id, host, file, started_at, finished_at, counts in runs:
+        found.append({"id": run_id, "host": host, "file": file, "started_at": started_at,
+                      "finished_at": finished_at, "counts": json.loads(counts) if counts else None})
+    return found
+
+
+def call_history(settings: Settings, call_id: str) -> dict[str, object]:
+    """What the ledger knows of one call ID: its state on each host and every recorded outcome."""
+    if not settings.ledger_path.is_file():
+        return {"call": call_id, "hosts": [], "events": []}
+    with _ledger(settings) as ledger:
+        states = ledger.state(call_id)
+        events = ledger.events(call_id=call_id, limit=50)
+    return {
+        "call": call_id,
+        "hosts": [{"host": host, "status": status, "disposed_at": disposed_at} for host, status, disposed_at in states],
+        "events": [{"run": e.run_id, "host": e.host, "row": e.row, "status": e.status, "http_status": e.http_status,
+                    "message": e.message, "at": e.at, "file": Path(e.file).name} for e in events],
+    }
+
+
+def summary(result: FileResult) -> dict[str, object]:
+    """A finished run as `run --json` shows it (the same keys)."""
+    return {
+        "results": str(result.results_path) if result.results_path else None,
+        "rows": result.rows,
+        "counts": {str(status): count for status, count in result.counts.items()},
+        "duration_s": round(result.duration_s, 3),
+        "exit_code": int(result.exit_code),
+        "stop_reason": result.stop_reason.value if result.stop_reason else None,
+        "problems": [{"row": row, "status": status, "message": message} for row, status, message in result.problems],
+        "warnings": list(result.warnings),
+        "error": result.error,
+    }
+
+
+def host_of(settings: Settings) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.base_url or "").netloc or "(no target set)"
+
+
+Callback = Callable[[], None]

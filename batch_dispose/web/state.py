@@ -1,0 +1,96 @@
+"""The server's state: settings, the token, the uploads and the runs. Created when the app is."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import service, uploads
+from .runs import PageRun, new_id
+
+if TYPE_CHECKING:
+    from ..credentials import Secret
+    from ..settings import Settings
+    from .security import Sessions
+
+
+class Conflict(Exception):
+    """A run cannot start now (409); the text is the sentence the page shows."""
+
+
+@dataclass
+class PageState:
+    settings: Settings
+    token: Secret
+    sessions: Sessions
+    uploads: dict[str, uploads.Upload] = field(default_factory=dict)
+    runs: dict[str, PageRun] = field(default_factory=dict)
+    closing: bool = False
+    _allowed: Any = None
+
+    @property
+    def host(self) -> str:
+        return service.host_of(self.settings)
+
+    @property
+    def folder(self) -> Path:
+        return uploads.uploads_dir(self.settings.reports_dir)
+
+    def allowed(self) -> tuple[str, ...] | None:
+        if self._allowed is None:
+            self._allowed = (service.allowed_dispositions(self.settings),)
+        return self._allowed[0]  # type: ignore[no-any-return]
+
+    def active_run(self) -> PageRun | None:
+        return next((run for run in self.runs.values() if run.state == "running"), None)
+
+    def run_of(self, upload_id: str) -> PageRun | None:
+        return next((run for run in reversed(self.runs.values()) if run.upload_id == upload_id), None)
+
+    def check(self, upload: uploads.Upload) -> service.Check:
+        """Load (once) and check an upload with its edits and exclusions; blocking: call in a thread."""
+        if upload.table is None:
+            upload.table = service.load(upload.path)
+        upload.checked = service.check(upload.table, self.settings, self.allowed(), edits=upload.edits,
+                                       excluded=upload.excluded)
+        return upload.checked
+
+    async def start_run(self, upload: uploads.Upload) -> PageRun:
+        """Send an upload's rows: `run FILE` with its edits. Conflict when a run holds the lock."""
+        active = self.active_run()
+        if active is not None:
+            raise Conflict(f"A run from this page is already sending ({active.file}); one run at a time. "
+                           f"Wait for it to finish, or stop it.")
+        if self.closing:
+            raise Conflict("The page is shutting down; start it again to send.")
+        checked = upload.checked
+        base = {name: count for name, count in (checked.counts.items() if checked else ()) if name != "ready"}
+        run = PageRun(new_id(), upload.id, upload.name, upload.path, base)
+        self.runs[run.id] = run
+        upload.sent = True
+        run.start(self.settings, self.token, dict(upload.edits), set(upload.excluded))
+        await asyncio.to_thread(run.reporter.started.wait)
+        if run.finished.is_set() and run.reporter.started_at is None:  # never began sending
+            del self.runs[run.id]
+            upload.sent = False
+            if run.locked:
+                raise Conflict(run.error)
+            raise service.InputFileError(run.error or "The file could not be sent.", path=upload.path)
+        (upload.path.parent / ".sent").touch()
+        return run
+
+    def stop_all(self) -> None:
+        self.closing = True
+        for run in self.runs.values():
+            if run.state == "running":
+                run.stop()
+
+    def sweep(self) -> int:
+        """Forget and remove uploads older than a day that were never sent."""
+        keep = {upload.path.parent for upload in self.uploads.values() if upload.sent}
+        removed = uploads.sweep_stale(self.folder, keep)
+        for key in [key for key, upload in self.uploads.items() if not upload.path.exists()]:
+            del self.uploads[key]
+        return removed

@@ -1,0 +1,180 @@
+// The page's one script: it calls the same /api routes a script or a CRM would.
+// Spreadsheet text is only ever written with textContent or input.value, never as HTML.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+async function api(method, url, body) {
+  const options = { method, headers: {} };
+  if (body instanceof FormData) options.body = body;
+  else if (body !== undefined) {
+    options.headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  let data = {};
+  try { data = await response.json(); } catch (e) { data = { error: `The server answered ${response.status}.` }; }
+  return { status: response.status, ok: response.ok, data };
+}
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+// -- 1. upload ---------------------------------------------------------------------------------
+function setUpUpload(form) {
+  const input = $("#file", form), status = $("#upload-status"), problem = $("#upload-error");
+  async function send(file) {
+    problem.textContent = "";
+    status.textContent = `Uploading and checking ${file.name}…`;
+    const body = new FormData();
+    body.append("file", file);
+    const { ok, data } = await api("POST", "/api/files", body);
+    if (ok) { window.location.assign(`/files/${encodeURIComponent(data.id)}`); return; }
+    status.textContent = "";
+    problem.textContent = data.error;
+  }
+  input.addEventListener("change", () => { if (input.files.length) send(input.files[0]); });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  for (const name of ["dragenter", "dragover"]) {
+    form.addEventListener(name, (event) => { event.preventDefault(); form.classList.add("over"); });
+  }
+  form.addEventListener("dragleave", () => form.classList.remove("over"));
+  form.addEventListener("drop", (event) => {
+    event.preventDefault();
+    form.classList.remove("over");
+    if (event.dataTransfer.files.length) send(event.dataTransfer.files[0]);
+  });
+}
+
+// -- 2/3. check, fix, send ---------------------------------------------------------------------
+function setUpCheck(main) {
+  const id = main.dataset.upload, host = main.dataset.host, table = $("#rows"), only = $("#only-problems");
+  const sendButton = $("#send"), confirmBox = $("#confirm"), sendError = $("#send-error");
+
+  function showCounts(counts, toSend) {
+    for (const [name, value] of Object.entries(counts)) {
+      const cell = $(`[data-count="${name}"]`);
+      if (cell) cell.textContent = String(value);
+    }
+    if (sendButton && toSend !== undefined) {
+      sendButton.dataset.toSend = String(toSend);
+      sendButton.textContent = `Send ${plural(toSend, "call")} to ${host}`;
+    }
+  }
+  function filter() {
+    table.classList.toggle("only-problems", only.checked);
+  }
+  only.addEventListener("change", filter);
+  filter();
+
+  async function patch(tr, change) {
+    const row = tr.dataset.row;
+    tr.setAttribute("aria-busy", "true");
+    const { ok, data } = await api("PATCH", `/api/files/${encodeURIComponent(id)}/rows/${row}`, change);
+    tr.removeAttribute("aria-busy");
+    if (!ok) { $(".message", tr).textContent = data.error; return; }
+    tr.dataset.status = data.status;
+    tr.classList.add("edited");
+    tr.classList.toggle("fine", data.status === "ready");
+    const badge = $(".status", tr);
+    badge.textContent = data.status;
+    badge.dataset.status = data.status;
+    $(".message", tr).textContent = data.message;
+    showCounts(data.counts, data.to_send);
+  }
+  table.addEventListener("change", (event) => {
+    const input = event.target, tr = input.closest("tr");
+    if (!tr || !input.name) return;
+    patch(tr, input.type === "checkbox" ? { excluded: input.checked } : { [input.name]: input.value });
+  });
+
+  if (!sendButton) return;
+  sendButton.addEventListener("click", () => {
+    const n = Number(sendButton.dataset.toSend);
+    $("#confirm-text").textContent = `Send ${plural(n, "call")} to ${host}? Ending a call cannot be undone.`;
+    confirmBox.hidden = false;
+    sendButton.hidden = true;
+    $("#confirm-send").focus();
+  });
+  $("#confirm-cancel").addEventListener("click", () => {
+    confirmBox.hidden = true;
+    sendButton.hidden = false;
+  });
+  $("#confirm-send").addEventListener("click", async () => {
+    $("#confirm-send").disabled = true;
+    sendError.textContent = "";
+    const { ok, data } = await api("POST", `/api/files/${encodeURIComponent(id)}/run`);
+    if (ok) { window.location.assign(`/runs/${encodeURIComponent(data.run)}`); return; }
+    sendError.textContent = data.error;
+    $("#confirm-send").disabled = false;
+    confirmBox.hidden = true;
+    sendButton.hidden = false;
+  });
+}
+
+// -- 4/5. progress, stop, done -----------------------------------------------------------------
+function runTexts(view) {
+  const p = view.progress;
+  let state = view.state === "finished" ? "Finished." : "Stopped.";
+  if (view.state === "running") state = view.stopping ? "Stopping: waiting for the requests in flight…" : "Sending…";
+  const rate = p.rate ? ` · ${p.rate} calls/s` : "";
+  const left = p.eta_s !== null ? ` · about ${Math.round(p.eta_s)} s left` : "";
+  const counts = Object.entries(view.counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing";
+  return { state, progress: `${p.done} of ${p.to_send} sent${rate}${left}`, summary: `${view.rows} rows: ${counts}.` };
+}
+
+function setUpRun(main) {
+  const id = main.dataset.run, bar = $("#bar");
+  function show(view) {
+    const texts = runTexts(view);
+    $("#state").textContent = texts.state;
+    $("#state").dataset.state = view.state;
+    main.dataset.state = view.state;
+    $("#progress-text").textContent = texts.progress;
+    bar.max = Math.max(view.progress.to_send, 1);
+    bar.value = view.progress.to_send ? view.progress.done : (view.state === "running" ? 0 : 1);
+    for (const [name, value] of Object.entries(view.counts)) {
+      const cell = $(`[data-count="${name}"]`);
+      if (cell) cell.textContent = String(value);
+    }
+    if (view.state === "running") return;
+    $("#stop").hidden = true;
+    $("#stop-help").hidden = true;
+    $("#done").hidden = false;
+    $("#summary").textContent = texts.summary;
+    $("#error").textContent = view.error || "";
+    $("#download").hidden = !view.workbook;
+    const body = $("#problems tbody");
+    body.replaceChildren();
+    for (const problem of view.problems) {
+      const tr = document.createElement("tr");
+      for (const key of ["row", "status", "message"]) {
+        const td = document.createElement("td");
+        td.textContent = String(problem[key]);
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
+  if (main.dataset.state === "running") {
+    const events = new EventSource(`/api/runs/${encodeURIComponent(id)}/events`);
+    events.onmessage = (event) => show(JSON.parse(event.data));
+    events.addEventListener("end", (event) => { show(JSON.parse(event.data)); events.close(); });
+  }
+  $("#stop").addEventListener("click", async () => {
+    $("#stop").disabled = true;
+    const { ok, data } = await api("POST", `/api/runs/${encodeURIComponent(id)}/stop`);
+    if (ok) show(data);
+  });
+  $("#again").addEventListener("click", async () => {
+    const { ok, data } = await api("POST", `/api/runs/${encodeURIComponent(id)}/again`);
+    if (ok) { window.location.assign(`/files/${encodeURIComponent(data.id)}`); return; }
+    $("#again-error").textContent = data.error;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = $("#upload"), main = $("main");
+  if (form) setUpUpload(form);
+  if (main && main.dataset.upload) setUpCheck(main);
+  if (main && main.dataset.run) setUpRun(main);
+});
