@@ -37,7 +37,7 @@ def safe_name(name: str) -> str:
     """`../../etc/passwd.csv` -> `etc passwd.csv`: a plain file name, never a path."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, ext = base.rpartition(".")
-    stem = _SAFE.sub(" ", stem if dot else base).strip(" .")[:80] or "upload"
+    stem = " ".join(_SAFE.sub(" ", stem if dot else base).split()).strip(" .")[:80] or "upload"
     return f"{stem}.{ext.lower()}" if dot else stem
 
 

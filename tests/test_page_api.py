@@ -1,0 +1,348 @@
+"""The ops page's JSON API and pages, in-process (Starlette's TestClient) over real files and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_dispose.credentials import Secret
+from batch_dispose.ledger import Ledger
+from batch_dispose.settings import Settings
+from batch_dispose.web import uploads
+from batch_dispose.web.app import create_app
+from tests.conftest import TOKEN, read_results, rows_of, write_csv, write_xlsx
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ORIGIN = "http://127.0.0.1:8080"
+XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
+
+
+class Page:
+    """A TestClient on the page's app that sends the page's own Origin, and remembers every response."""
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client, self.settings, self.texts = client, settings, []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        headers = {"origin": ORIGIN, **kwargs.pop("headers", {})}
+        response = self.client.request(method, url, headers=headers, **kwargs)
+        self.texts.append(response.text + json.dumps(dict(response.headers)))
+        return response
+
+    def upload(self, path: Path, name: str | None = None) -> Any:
+        with open(path, "rb") as handle:
+            return self.request("POST", "/api/files", files={"file": (name or path.name, handle)})
+
+    def wait(self, run: str, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = self.request("GET", f"/api/runs/{run}").json()
+            if view["state"] != "running":
+                return view  # type: ignore[no-any-return]
+            time.sleep(0.05)
+        raise AssertionError("the run did not end")
+
+
+@pytest.fixture
+def make_page(tmp_path: Path) -> Iterator[Callable[..., Page]]:
+    """Start the page's app (lifespan included) for a simulator; stopped after the test."""
+    opened: list[Any] = []
+
+    def make(sim: Any, *, passcode: str | None = None, **settings: Any) -> Page:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # starlette 1.x warns that its TestClient prefers httpx2
+            from starlette.testclient import TestClient
+        config = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports", ledger=tmp_path / "ledger.sqlite",
+                          **settings)
+        app = create_app(config, Secret(TOKEN), passcode=passcode, loopback_only=passcode is None)
+        client = TestClient(app, base_url=ORIGIN, follow_redirects=False)
+        client.__enter__()
+        opened.append(client)
+        return Page(client, config)
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def test_upload_shows_what_was_understood_and_the_invalid_rows(make_page, sim) -> None:  # type: ignore[no-untyped-def]
+    """A LibreOffice workbook uploaded is checked as `validate` checks it: columns, counts, the invalid rows."""
+    page = make_page(sim)
+    response = page.upload(FIXTURES / "libreoffice_calls.xlsx")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["rows"] == 9 and body["counts"]["ready"] == 5 and body["counts"]["invalid"] == 4
+    assert body["columns"]["fields"] == {"callID": "Call ID", "logID": "log_id", "disposition": "Disposition Name",
+                                         "notes": "NOTE"}
+    assert body["columns"]["carried"] == ["Agent"] and body["columns"]["sheet"] == "Calls"
+    assert [p["row"] for p in body["problems"]] == [8, 9, 11, 12]
+    assert all(p["status"] == "invalid" and p["message"] for p in body["problems"])
+    assert "********" in body["previews"][0] and TOKEN not in json.dumps(body)
+    assert page.request("GET", f"/api/files/{body['id']}").json() == body
+    assert sim.stats.requests == 0
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("header_only.csv", b"callID,logID,disposition,notes\n", "no calls under it"),
+    ("no_logid.csv", b"callID,disposition,notes\nC1,Interested,x\n", "'logID' is missing"),
+    ("photo.pdf", b"%PDF-1.4", "not a supported file type"),
+    ("fake.xlsx", b"this is not a workbook", "not a .xlsx workbook"),
+])
+def test_unusable_file_gets_the_cli_sentence(make_page, sim, tmp_path: Path, name: str, content: bytes,  # type: ignore[no-untyped-def]
+                                             words: str) -> None:
+    """An unusable upload is refused with 422 and the CLI's sentence, naming the file as uploaded (no server path)."""
+    page = make_page(sim)
+    source = tmp_path / name
+    source.write_bytes(content)
+    response = page.upload(source)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert words in error and error.startswith(name) and str(tmp_path) not in error
+
+
+def test_upload_over_the_limit_is_cut_off_without_reading_it(make_page, sim) -> None:  # type: ignore[no-untyped-def]
+    """An upload announcing more than 50 MB is refused with 413 at once, and nothing is kept."""
+    page = make_page(sim)
+    headers = {"content-type": "multipart/form-data; boundary=b", "content-length": str(60 * 2**20)}
+    response = page.request("POST", "/api/files", content=b"x" * 1024, headers=headers)
+    assert response.status_code == 413 and "over the 50.00 MB limit" in response.json()["error"]
+
+
+def test_streamed_upload_stops_reading_at_the_limit(tmp_path: Path) -> None:
+    """A chunked upload with no length is read only until it passes the limit, then refused and removed."""
+    read = 0
+
+    async def body():  # type: ignore[no-untyped-def]
+        nonlocal read
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+        for _ in range(1000):
+            read += 1
+            yield b"x" * 1024
+
+    with pytest.raises(uploads.UploadError) as caught:
+        asyncio.run(uploads.receive(body(), "multipart/form-data; boundary=b", tmp_path, max_bytes=10 * 1024))
+    assert caught.value.status == 413 and "big.csv" in str(caught.value)
+    assert read <= 12 and list(tmp_path.iterdir()) == []
+
+
+def test_upload_name_never_becomes_a_path(make_page, sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file named '../../evil.csv' is stored inside the page's own upload folder under a plain name."""
+    page = make_page(sim)
+    source = write_csv(tmp_path / "calls.csv", rows_of(2))
+    response = page.upload(source, name="../../evil.csv")
+    assert response.status_code == 201
+    stored = list((page.settings.reports_dir / "uploads").rglob("*.csv"))
+    assert len(stored) == 1 and stored[0].name == "evil.csv"
+    assert stored[0].parent.parent == page.settings.reports_dir / "uploads"
+    assert not (tmp_path.parent / "evil.csv").exists()
+
+
+def test_fixed_row_is_sent_with_the_fixed_values_and_excluded_row_is_not_sent(  # type: ignore[no-untyped-def]
+        make_page, sim, tmp_path) -> None:
+    """A row fixed by PATCH turns ready at once and is sent with the new values; an excluded row ends pending."""
+    page = make_page(sim)
+    rows = [*rows_of(3), ["C9", "87.5", "Interested", "bad logID"]]
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
+    assert upload["counts"]["invalid"] == 1 and upload["to_send"] == 3
+    fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/5", json={"logID": "87", "notes": "fixed"})
+    assert fixed.status_code == 200
+    assert fixed.json()["status"] == "ready" and fixed.json()["row"] == 5 and fixed.json()["to_send"] == 4
+    excluded = page.request("PATCH", f"/api/files/{upload['id']}/rows/2", json={"excluded": True}).json()
+    assert excluded["status"] == "pending" and "excluded" in excluded["message"]
+    started = page.request("POST", f"/api/files/{upload['id']}/run")
+    assert started.status_code == 202
+    view = page.wait(started.json()["run"])
+    assert view["state"] == "finished"
+    assert view["counts"]["disposed"] == 3 and view["counts"]["pending"] == 1
+    sent = {r.call_id: json.loads(r.body) for r in sim.stats.recorded}
+    assert set(sent) == {"1001", "1002", "C9"}
+    assert sent["C9"] == {"logID": 87, "dispositionName": "Interested", "notes": "fixed"}
+    workbook = page.request("GET", f"/api/runs/{view['run']}/workbook")
+    assert workbook.status_code == 200
+    saved = tmp_path / "downloaded.xlsx"
+    saved.write_bytes(workbook.content)
+    _, records, _ = read_results(saved)
+    assert {r["row"]: r["status"] for r in records} == {2: "pending", 3: "disposed", 4: "disposed", 5: "disposed"}
+    assert all(TOKEN not in text for text in page.texts)
+
+
+def test_run_refused_with_409_while_another_run_holds_the_lock(  # type: ignore[no-untyped-def]
+        make_page, sim, tmp_path) -> None:
+    """While a CLI run holds the ledger's lock, a run from the page gets 409 and a sentence; nothing is sent."""
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(2))).json()
+    with Ledger.open(page.settings.ledger_path):
+        response = page.request("POST", f"/api/files/{upload['id']}/run")
+    assert response.status_code == 409
+    assert "another batch-dispose run is using the ledger" in response.json()["error"]
+    assert sim.stats.requests == 0
+    assert page.request("POST", f"/api/files/{upload['id']}/run").status_code == 202  # free again: it can go
+
+
+def test_second_run_while_the_page_is_sending_gets_409_and_stop_leaves_rows_pending(make_page, simulator,  # type: ignore[no-untyped-def]
+                                                                                     tmp_path) -> None:
+    """One run at a time: a second send gets 409; Stop ends the run gracefully with the rest pending and a workbook."""
+    slow = simulator(latency_ms=100)
+    page = make_page(slow, concurrency=1)
+    first = page.upload(write_csv(tmp_path / "a.csv", rows_of(40))).json()
+    second = page.upload(write_csv(tmp_path / "b.csv", rows_of(2, start=5000))).json()  # checked while it runs
+    run = page.request("POST", f"/api/files/{first['id']}/run").json()["run"]
+    refused = page.request("POST", f"/api/files/{second['id']}/run")
+    assert refused.status_code == 409 and "already sending" in refused.json()["error"]
+    assert page.request("POST", f"/api/runs/{run}/stop").status_code == 202
+    view = page.wait(run)
+    assert view["state"] == "stopped" and view["counts"]["pending"] > 0
+    assert view["counts"]["disposed"] + view["counts"]["pending"] == 40
+    assert Path(view["results"]).is_file()
+    events = page.request("GET", f"/api/runs/{run}/events")
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert "event: end" in events.text and '"state": "stopped"' in events.text
+
+
+def test_events_stream_the_run_until_its_end(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Server-sent events carry the run's counts as they change and a final event with the finished state."""
+    page = make_page(simulator(latency_ms=20), concurrency=2)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(30))).json()
+    run = page.request("POST", f"/api/files/{upload['id']}/run").json()["run"]
+    text = page.request("GET", f"/api/runs/{run}/events").text
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert len(events) >= 2 and events[0]["state"] == "running"
+    assert events[-1]["state"] == "finished" and events[-1]["counts"]["disposed"] == 30
+    assert set(events[-1]["counts"]) == {"disposed", "skipped", "unauthorized", "failed", "invalid", "pending",
+                                         "unknown"}
+
+
+@pytest.mark.parametrize("headers", [
+    {"origin": "http://evil.example"},
+    {"origin": "null"},
+    {"origin": "", "referer": "http://evil.example/page"},
+    {"origin": ""},
+])
+def test_cross_origin_writes_are_refused(make_page, sim, tmp_path, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """A POST or PATCH from another origin (or with no Origin or Referer at all) is refused with 403; nothing starts."""
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(2))).json()
+    sent = {key: value for key, value in headers.items() if value}
+    client = page.client
+    client.headers.pop("origin", None)
+    response = client.post(f"/api/files/{upload['id']}/run", headers=sent)
+    assert response.status_code == 403 and "did not come from the page" in response.json()["error"]
+    assert client.patch(f"/api/files/{upload['id']}/rows/2", json={"excluded": True}, headers=sent).status_code == 403
+    assert sim.stats.requests == 0
+
+
+def test_same_origin_referer_is_accepted_when_origin_is_absent(make_page, sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A browser that sends only a Referer from the page itself may write."""
+    page = make_page(sim)
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    with open(source, "rb") as handle:
+        response = page.client.post("/api/files", files={"file": ("calls.csv", handle)},
+                                    headers={"referer": f"{ORIGIN}/"})
+    assert response.status_code == 201
+
+
+def test_every_response_has_the_security_headers_and_spreadsheet_text_is_escaped(make_page, sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Pages forbid inline scripts (CSP) and show <script> notes and carried cells as text, never as markup."""
+    page = make_page(sim)
+    rows = [["C1", "1", "Interested", XSS[0], XSS[1]], ["C2", "x", "Interested", XSS[1], XSS[0]]]
+    upload = page.upload(write_csv(tmp_path / "x.csv", rows, header=["callID", "logID", "disposition", "notes",
+                                                                     "<b>Agent</b>"])).json()
+    html = page.request("GET", f"/files/{upload['id']}")
+    assert html.status_code == 200
+    csp = html.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert html.headers["x-content-type-options"] == "nosniff"
+    assert "<script>alert" not in html.text and "<img src=x" not in html.text and "<b>Agent" not in html.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html.text and "&lt;img src=x onerror=alert(1)&gt;" in html.text
+    assert html.text.count("<script") == 1 and 'src="/static/page.js"' in html.text
+    assert "onerror" not in html.text.replace("onerror=alert(1)&gt;", "")
+
+
+def test_history_and_call_lookup_show_cli_runs_too(make_page, sim, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Runs of the CLI appear in GET /api/runs, and GET /api/calls/{id} says when a call was disposed."""
+    page = make_page(sim)
+    source = write_xlsx(tmp_path / "cli.xlsx", rows_of(2))
+    assert cli("run", source, "--base-url", sim.base_url, "--ledger", page.settings.ledger_path).code == 0
+    runs = page.request("GET", "/api/runs").json()["runs"]
+    assert len(runs) == 1 and runs[0]["name"] == "cli.xlsx" and runs[0]["counts"]["disposed"] == 2
+    call = page.request("GET", "/api/calls/1000").json()
+    assert call["hosts"][0]["status"] == "disposed" and call["hosts"][0]["disposed_at"]
+    assert call["events"][0]["file"] == "cli.xlsx"
+    assert page.request("GET", "/api/calls/nope").json()["hosts"] == []
+    again = page.upload(source).json()  # the check consults the ledger, as validate with a target does
+    assert again["counts"]["skipped"] == 2 and again["to_send"] == 0
+    history = page.request("GET", "/history?call=1000")
+    assert history.status_code == 200 and "disposed at" in history.text
+
+
+def test_send_the_failed_rows_again_reruns_the_results_workbook(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """After a run with failures, "send again" checks its results workbook: disposed rows skipped, failed ones ready."""
+    page = make_page(simulator(fail_ids={"1001"}))
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(3))).json()
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["counts"]["failed"] == 1
+    again = page.request("POST", f"/api/runs/{view['run']}/again")
+    assert again.status_code == 201
+    body = again.json()
+    assert body["counts"]["skipped"] == 2 and body["counts"]["ready"] == 1 and body["file"].startswith("calls-results")
+
+
+def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]
+    """With a passcode, pages redirect to the login form and the API answers 401 until the right passcode is given."""
+    page = make_page(sim, passcode="open sesame")
+    assert page.request("GET", "/").status_code == 303
+    assert page.request("GET", "/api/runs").status_code == 401
+    assert page.request("GET", "/login").status_code == 200
+    started = time.monotonic()
+    wrong = page.request("POST", "/login", data={"passcode": "guess"})
+    assert wrong.status_code == 401 and time.monotonic() - started >= 0.4  # slowed down
+    right = page.request("POST", "/login", data={"passcode": "open sesame"})
+    assert right.status_code == 303
+    cookie = right.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert page.request("GET", "/api/runs").status_code == 200
+    assert page.request("GET", "/").status_code == 200
+
+
+def test_loopback_page_refuses_other_host_names(make_page, sim) -> None:  # type: ignore[no-untyped-def]
+    """On loopback, a request whose Host is not loopback (DNS rebinding) is refused."""
+    page = make_page(sim)
+    assert page.request("GET", "/", headers={"host": "evil.example"}).status_code == 421
+    assert page.request("GET", "/", headers={"host": "localhost:8080"}).status_code == 200
+
+
+def test_uploads_not_sent_are_removed_after_a_day(tmp_path: Path) -> None:
+    """An upload folder older than a day is removed unless a run used it."""
+    old, sent, fresh = (tmp_path / name for name in ("old", "sent", "fresh"))
+    for folder in (old, sent, fresh):
+        folder.mkdir()
+        (folder / "calls.csv").write_text("x")
+    (sent / ".sent").touch()
+    day_ago = time.time() - 2 * 24 * 3600
+    for folder in (old, sent):
+        os.utime(folder, (day_ago, day_ago))
+    assert uploads.sweep_stale(tmp_path, keep=set()) == 1
+    assert not old.exists() and sent.exists() and fresh.exists()
+
+
+def test_serve_refuses_a_public_host_without_a_passcode(cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`serve --host 0.0.0.0` without a passcode exits 2 with one sentence naming how to set one."""
+    monkeypatch.delenv("BATCH_DISPOSE_PASSCODE", raising=False)
+    result = cli("serve", "--host", "0.0.0.0", "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2
+    assert "needs a passcode" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_safe_name_keeps_only_a_plain_file_name() -> None:
+    """Upload names lose folders and odd characters but keep their extension."""
+    assert uploads.safe_name("../../etc/passwd.csv") == "passwd.csv"
+    assert uploads.safe_name("C:\\Users\\x\\Day 27 (final).XLSX") == "Day 27 final.xlsx"
+    assert uploads.safe_name("..csv") == "upload.csv"
