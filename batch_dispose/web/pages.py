@@ -84,7 +84,8 @@ async def run_page(request: Request) -> Response:
     if run is None:
         return render(request, "gone.html", 404, what="run")
     view = run.view()
-    return render(request, "run.html", run=view, **texts(view))
+    left = any(view["counts"].get(name) for name in ("failed", "pending", "unknown", "unauthorized", "invalid"))
+    return render(request, "run.html", run=view, again=bool(view["workbook"]) and left, **texts(view))
 
 
 async def history(request: Request) -> Response:

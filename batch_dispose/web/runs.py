@@ -119,7 +119,8 @@ class PageRun:
             "run": self.id, "file": self.file, "state": self.state, "rows": rows, "counts": counts,
             "results": done.get("results"),
             "workbook": f"/api/runs/{self.id}/workbook" if done.get("results") else None,
-            "progress": live, "problems": done.get("problems", []), "stop_reason": done.get("stop_reason"),
+            "duration_s": done.get("duration_s"), "progress": live, "problems": done.get("problems", []),
+            "stop_reason": done.get("stop_reason"),
             "error": self.error, "stopping": self._stop_asked and self.state == "running",
             "upload": self.upload_id,
         }

@@ -143,13 +143,22 @@ function setUpRun(main) {
     $("#summary").textContent = texts.summary;
     $("#error").textContent = view.error || "";
     $("#download").hidden = !view.workbook;
+    const left = ["failed", "pending", "unknown", "unauthorized", "invalid"].some((name) => view.counts[name] > 0);
+    $("#again").hidden = !view.workbook || !left;
+    $("#again-help").hidden = $("#again").hidden;
     const body = $("#problems tbody");
     body.replaceChildren();
     for (const problem of view.problems) {
       const tr = document.createElement("tr");
       for (const key of ["row", "status", "message"]) {
         const td = document.createElement("td");
-        td.textContent = String(problem[key]);
+        if (key === "status") {
+          const badge = document.createElement("span");
+          badge.className = "status";
+          badge.dataset.status = problem.status;
+          badge.textContent = problem.status;
+          td.append(badge);
+        } else td.textContent = String(problem[key]);
         tr.append(td);
       }
       body.append(tr);
