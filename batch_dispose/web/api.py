@@ -39,7 +39,8 @@ def upload_json(state: PageState, upload: uploads.Upload, *, limit: int = 1000) 
     return {
         "id": upload.id, "file": upload.name, "rows": len(checked.rows), "counts": checked.counts,
         "columns": checked.columns, "problems": problems[:limit], "problems_total": len(problems),
-        "duplicates": checked.duplicates, "to_send": checked.to_send, "target": state.host,
+        "duplicates": checked.duplicates, "ignored": checked.ignored, "to_send": checked.to_send,
+        "target": state.host,
         "previews": checked.previews, "warnings": checked.warnings,
         "edited": sorted(upload.edits), "excluded": sorted(upload.excluded),
         "run": run.id if run is not None else None,

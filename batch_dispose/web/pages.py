@@ -48,6 +48,7 @@ def _rows(upload: Any) -> list[dict[str, Any]]:
     """The rows the check page lists: every row with a problem (up to a limit), then the first fine ones."""
     checked, table = upload.checked, upload.table
     rows, problems, fine = [], 0, 0
+    carried = service.carried_columns(table)
     for index, (row, status, message) in enumerate(zip(checked.rows, checked.status, checked.message, strict=True)):
         if status == "ready":
             fine += 1
@@ -58,7 +59,8 @@ def _rows(upload: Any) -> list[dict[str, Any]]:
             if problems > PROBLEMS_SHOWN:
                 continue
         rows.append({"row": row, "status": status, "message": message,
-                     "cells": service.cells(table, index, upload.edits), "carried": service.carried(table, index),
+                     "cells": service.cells(table, index, upload.edits),
+                     "carried": [column[index] for column in carried],
                      "editable": status == "invalid" or row in upload.edits, "excluded": row in upload.excluded})
     return rows
 

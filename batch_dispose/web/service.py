@@ -51,10 +51,12 @@ __all__ = [
     "QuietReporter",
     "allowed_dispositions",
     "call_history",
+    "can_map_columns",
     "check",
     "load",
     "run_file",
     "run_history",
+    "with_columns",
 ]
 
 FIELDS = ("callID", "logID", "disposition", "notes")
@@ -67,9 +69,24 @@ QuietReporter = job.QuietReporter
 Edits = Mapping[int, Mapping[str, str]]
 
 
-def load(path: Path) -> Table:
-    """An uploaded file read exactly as `run` reads it; InputFileError carries the CLI's sentence."""
-    return loading.load(path)
+def load(path: Path, settings: Settings) -> Table:
+    """An uploaded file read exactly as `run` reads it (with the settings' column mapping, once the
+    loader has one); InputFileError carries the CLI's sentence."""
+    load_table = getattr(job, "load_table", None)  # the input branch: mapping and --no-notes applied
+    return load_table(path, settings) if load_table is not None else loading.load(path)
+
+
+def can_map_columns() -> bool:
+    """Whether the loader takes a column mapping (--column FIELD=HEADER) yet."""
+    return "columns" in inspect.signature(loading.load).parameters and hasattr(job, "load_table")
+
+
+def with_columns(settings: Settings, mapping: Mapping[str, str], no_notes: bool) -> Settings:
+    """The settings with a column mapping chosen in the page (as --column FIELD=HEADER would give)."""
+    changes: dict[str, Any] = {"columns": tuple(mapping.items())}
+    if no_notes:
+        changes["no_notes"] = True
+    return replace(settings, **changes)
 
 
 def allowed_dispositions(settings: Settings) -> tuple[str, ...] | None:
@@ -89,6 +106,7 @@ class Check:
     warnings: list[str]
     duplicates: int
     to_send: int
+    ignored: int | None  # rows that are not calls (footers…), once the loader counts them
     index: dict[int, int] = field(default_factory=dict)  # row number -> position
 
     def problems(self, limit: int | None = None) -> list[dict[str, object]]:
@@ -104,13 +122,14 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     when a target is set (rows already disposed show `skipped`)."""
     from ..client import preview
 
-    edited = apply_edits(table, edits)
-    history = None
+    native = "edits" in inspect.signature(job.plan).parameters  # the input branch has landed
+    changes: dict[str, Any] = {"edits": edits, "excluded": excluded} if native else {}
+    edited = table if native else apply_edits(table, edits)
     if settings.base_url and settings.ledger_path.is_file():
         with _ledger(settings) as ledger:
-            decided = job.plan(edited, settings, allowed, ledger.history_lookup(settings.base_url))
+            decided = job.plan(edited, settings, allowed, ledger.history_lookup(settings.base_url), **changes)
     else:
-        decided = job.plan(edited, settings, allowed, history)
+        decided = job.plan(edited, settings, allowed, None, **changes)
     results = decided.results
     excluded_rows = set(excluded)
     to_send = []
@@ -119,14 +138,16 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
             continue
         results.set(call.index, Outcome(Status.READY, "ready to send"))
         to_send.append(call)
-    for index, row in enumerate(table.rows):
-        if row in excluded_rows:
-            results.set(index, Outcome(Status.PENDING, EXCLUDED))
+    if not native:
+        for index, row in enumerate(table.rows):
+            if row in excluded_rows:
+                results.set(index, Outcome(Status.PENDING, EXCLUDED))
     found = results.counts()
     counts = {name: found[Status(name)] for name in CHECK_STATUSES}
     statuses = [status.value for status in results.status]
     duplicates = sum(1 for message in results.message if "is a duplicate of row" in message)
     return Check(rows=list(table.rows), status=statuses, message=list(results.message), counts=counts,
+                 ignored=getattr(table, "ignored", None),
                  columns=describe_columns(table), previews=[preview(settings.base_url, call) for call in to_send[:3]],
                  warnings=list(decided.warnings), duplicates=duplicates, to_send=len(to_send),
                  index={row: position for position, row in enumerate(table.rows)})
@@ -153,9 +174,10 @@ def cells(table: Table, index: int, edits: Edits) -> dict[str, str]:
     return values
 
 
-def carried(table: Table, index: int) -> list[str]:
+def carried_columns(table: Table) -> list[list[str]]:
+    """The cells of the carried columns (read once per page: the loader may read them from the file again)."""
     used = set(table.fields.values())
-    return [column[index] for position, column in enumerate(table.columns) if position not in used]
+    return [column for position, column in enumerate(table.columns) if position not in used]
 
 
 # -- SHIM until the `input` branch lands: edits and exclusions inside the library ----------------
@@ -225,7 +247,7 @@ async def run_file(path: Path, settings: Settings, token: Secret, *, reporter: j
     workbook. Raises LockHeldError when another run (the page's, the CLI's, cron's) holds the lock."""
     if "edits" in inspect.signature(job.run_files).parameters:  # the input branch has landed
         results = await job.run_files([path], settings, token, reporter=reporter, stop=stop,  # type: ignore[call-arg]
-                                      edits={path: edits}, excluded={path: excluded})
+                                      edits=edits, excluded=excluded)
         return results[0]
     if not edits and not excluded:
         return (await job.run_files([path], settings, token, reporter=reporter, stop=stop))[0]

@@ -51,11 +51,15 @@ class PageState:
 
     def check(self, upload: uploads.Upload) -> service.Check:
         """Load (once) and check an upload with its edits and exclusions; blocking: call in a thread."""
+        settings = self.settings_for(upload)
         if upload.table is None:
-            upload.table = service.load(upload.path)
-        upload.checked = service.check(upload.table, self.settings, self.allowed(), edits=upload.edits,
+            upload.table = service.load(upload.path, settings)
+        upload.checked = service.check(upload.table, settings, self.allowed(), edits=upload.edits,
                                        excluded=upload.excluded)
         return upload.checked
+
+    def settings_for(self, upload: uploads.Upload) -> Settings:
+        return upload.settings if upload.settings is not None else self.settings
 
     async def start_run(self, upload: uploads.Upload) -> PageRun:
         """Send an upload's rows: `run FILE` with its edits. Conflict when a run holds the lock."""
@@ -70,7 +74,7 @@ class PageState:
         run = PageRun(new_id(), upload.id, upload.name, upload.path, base)
         self.runs[run.id] = run
         upload.sent = True
-        run.start(self.settings, self.token, dict(upload.edits), set(upload.excluded))
+        run.start(self.settings_for(upload), self.token, dict(upload.edits), set(upload.excluded))
         await asyncio.to_thread(run.reporter.started.wait)
         if run.finished.is_set() and run.reporter.started_at is None:  # never began sending
             del self.runs[run.id]

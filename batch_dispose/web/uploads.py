@@ -54,6 +54,7 @@ class Upload:
     excluded: set[int] = field(default_factory=set)
     checked: service.Check | None = None
     sent: bool = False  # a run was started on it: kept (the ledger names it)
+    settings: Any = None  # the server's settings, with a column mapping chosen in the page (None: as they are)
 
 
 def uploads_dir(reports_dir: Path) -> Path:
