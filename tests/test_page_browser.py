@@ -124,7 +124,7 @@ def upload(tab: Any, url: str, path: Path) -> None:
 
 
 def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], tmp_path: Path) -> None:
-    """A person uploads a LibreOffice file, fixes an invalid row, sends, watches it finish and downloads the workbook."""
+    """A person uploads a LibreOffice file, fixes a row, sends, watches it end and downloads the workbook."""
     from playwright.sync_api import expect
 
     sim, url = served["sim"], served["url"]

@@ -62,17 +62,68 @@ async def post_file(request: Request) -> Response:
     try:
         await run_in_threadpool(state.check, upload)
     except service.InputFileError as exc:
-        uploads.remove(upload)
-        return error(422, str(exc).replace(str(upload.path), upload.name))
+        sentence = str(exc).replace(str(upload.path), upload.name)
+        if "column" in sentence:  # no header found, a column missing or doubled: the person can pick them
+            upload.preview = await run_in_threadpool(service.preview_grid, upload.path)
+        if not upload.preview:
+            uploads.remove(upload)
+            return error(422, sentence)
+        upload.error = sentence
+        state.uploads[upload.id] = upload
+        return JSONResponse(columns_json(upload), status_code=422)
     state.uploads[upload.id] = upload
     return JSONResponse(upload_json(state, upload), status_code=201)
+
+
+def columns_json(upload: uploads.Upload) -> dict[str, Any]:
+    """An upload whose header or columns were not found: the sentence, and the first rows to pick from."""
+    return {"error": upload.error, "id": upload.id, "file": upload.name, "needs_columns": True,
+            "can_map_columns": service.can_map_columns(),
+            "preview": [{"row": row, "cells": cells} for row, cells in upload.preview]}
 
 
 async def get_file(request: Request) -> Response:
     state = state_of(request)
     upload = state.uploads.get(request.path_params["id"])
+    if upload is not None and upload.checked is None and upload.error:
+        return JSONResponse(columns_json(upload), status_code=422)
     if upload is None or upload.checked is None:
         return error(404, "No such upload (uploads not sent are removed after a day); upload the file again.")
+    return JSONResponse(upload_json(state, upload))
+
+
+async def post_columns(request: Request) -> Response:
+    """POST /api/files/{id}/columns {columns: {field: header}, no_notes}: check again with this mapping
+    (what --column FIELD=HEADER and --no-notes do for the CLI)."""
+    state = state_of(request)
+    upload = state.uploads.get(request.path_params["id"])
+    if upload is None:
+        return error(404, "No such upload; upload the file again.")
+    if upload.sent:
+        return error(409, f"{upload.name} has been sent already.")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    mapping = body.get("columns") if isinstance(body, dict) else None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        return error(422, 'Send {"columns": {"callID": "HEADER", "logID": "HEADER", ...}, "no_notes": false}.')
+    unknown = sorted(set(mapping) - set(service.FIELDS))
+    if unknown:
+        return error(422, f"{unknown[0]!r} is not a field; use callID, logID, disposition or notes.")
+    if not service.can_map_columns():
+        return error(422, f"{upload.error or upload.name} Picking columns in the page needs a newer batch-dispose "
+                     f"loader; rename the columns in the file instead and upload it again.")
+    chosen = {name: header.strip() for name, header in mapping.items() if header.strip()}
+    upload.settings = service.with_columns(state.settings, chosen, bool(body.get("no_notes")))
+    upload.table, upload.edits, upload.excluded = None, {}, set()
+    try:
+        await run_in_threadpool(state.check, upload)
+    except (service.InputFileError, service.UsageError) as exc:
+        upload.checked = None
+        upload.error = str(exc).replace(str(upload.path), upload.name)
+        return JSONResponse(columns_json(upload), status_code=422)
+    upload.error = None
     return JSONResponse(upload_json(state, upload))
 
 
@@ -234,6 +285,7 @@ ROUTES = [
     Route("/api/files", post_file, methods=["POST"]),
     Route("/api/files/{id}", get_file, methods=["GET"]),
     Route("/api/files/{id}/rows/{row:int}", patch_row, methods=["PATCH"]),
+    Route("/api/files/{id}/columns", post_columns, methods=["POST"]),
     Route("/api/files/{id}/run", post_run, methods=["POST"]),
     Route("/api/runs", list_runs, methods=["GET"]),
     Route("/api/runs/{id}", get_run, methods=["GET"]),

@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import service
-from .api import history_entries, state_of, upload_json
+from .api import columns_json, history_entries, state_of, upload_json
 from .security import COOKIE, SESSION_S, session_of
 
 ROWS_SHOWN = 500  # fine rows shown when "only rows with problems" is switched off
@@ -37,11 +37,30 @@ async def index(request: Request) -> Response:
 async def file_page(request: Request) -> Response:
     state = state_of(request)
     upload = state.uploads.get(request.path_params["id"])
+    if upload is not None and upload.checked is None and upload.error:
+        return render(request, "columns.html", upload=columns_json(upload), fields=service.FIELDS,
+                      guess=_header_guess(upload.preview))
     if upload is None or upload.checked is None:
         return render(request, "gone.html", 404, what="upload")
     view = upload_json(state, upload, limit=PROBLEMS_SHOWN)
     return render(request, "file.html", upload=view, rows=_rows(upload), shown_problems=PROBLEMS_SHOWN,
                   allowed=state.allowed(), has_notes="notes" in upload.table.fields)
+
+
+def _header_guess(preview: list[tuple[int, list[str]]]) -> dict[str, Any]:
+    """The likeliest header row (the first with the most filled cells, mostly not numbers), and for each
+    field the header whose name looks like it."""
+    def score(cells: list[str]) -> int:
+        return sum(1 for cell in cells if cell and not cell.replace(".", "").isdigit())
+
+    row, cells = max(preview, key=lambda item: score(item[1]), default=(None, []))
+    hints = {"callID": ("callid", "call", "ref"), "logID": ("logid", "log"), "disposition": ("dispos", "outcome"),
+             "notes": ("note", "remark", "comment")}
+    columns = {}
+    for name, words in hints.items():
+        folded = [(cell, cell.casefold().replace(" ", "").replace("_", "")) for cell in cells]
+        columns[name] = next((cell for word in words for cell, key in folded if word in key), "")
+    return {"row": row, "columns": columns}
 
 
 def _rows(upload: Any) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import job, loading
-from ..errors import InputFileError, LedgerError, LockHeldError
+from ..errors import InputFileError, LedgerError, LockHeldError, UsageError
 from ..models import FileResult, Outcome, Status
 
 if TYPE_CHECKING:
@@ -49,11 +49,13 @@ __all__ = [
     "LedgerError",
     "LockHeldError",
     "QuietReporter",
+    "UsageError",
     "allowed_dispositions",
     "call_history",
     "can_map_columns",
     "check",
     "load",
+    "preview_grid",
     "run_file",
     "run_history",
     "with_columns",
@@ -87,6 +89,47 @@ def with_columns(settings: Settings, mapping: Mapping[str, str], no_notes: bool)
     if no_notes:
         changes["no_notes"] = True
     return replace(settings, **changes)
+
+
+PREVIEW_ROWS = 30
+
+
+def preview_grid(path: Path, limit: int = PREVIEW_ROWS) -> list[tuple[int, list[str]]]:
+    """The first rows of the file's fullest sheet as text, (row number, cells), for picking the header row
+    and the columns when the loader found no header. Only for showing: the loader alone reads calls.
+    Empty when the file cannot be read at all (then there is nothing to pick)."""
+    import csv
+    import io
+    import itertools
+
+    found: list[tuple[int, list[str]]] = []
+    try:
+        data = path.read_bytes()
+        if path.suffix.lower() == ".csv":
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("cp1252", errors="replace")
+            head = text[:65536]
+            counts = {delimiter: head.count(delimiter) for delimiter in (",", ";", "\t", "|")}
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=max(counts, key=counts.__getitem__))
+            grid: Any = itertools.islice(reader, limit)
+        else:
+            import python_calamine
+
+            with python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)) as book:
+                sheets = [book.get_sheet_by_index(n).to_python(skip_empty_area=False, nrows=limit)
+                          for n in range(min(len(book.sheet_names), 10))]
+            # the sheet with the most filled cells near its top: where the calls most likely are
+            grid = max(sheets, key=lambda rows: sum(1 for row in rows for cell in row if cell not in ("", None)))
+        for number, raw in enumerate(grid, start=1):
+            cells = [loading.cell_text(value).strip() for value in raw]
+            while cells and not cells[-1]:
+                cells.pop()
+            found.append((number, cells))
+    except Exception:  # unreadable: the loader's sentence says why; nothing to pick from
+        return []
+    return found
 
 
 def allowed_dispositions(settings: Settings) -> tuple[str, ...] | None:

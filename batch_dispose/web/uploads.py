@@ -54,6 +54,8 @@ class Upload:
     excluded: set[int] = field(default_factory=set)
     checked: service.Check | None = None
     sent: bool = False  # a run was started on it: kept (the ledger names it)
+    error: str | None = None  # why the loader refused it, while the person picks the header and columns
+    preview: list[tuple[int, list[str]]] = field(default_factory=list)  # the first rows, to pick from
     settings: Any = None  # the server's settings, with a column mapping chosen in the page (None: as they are)
 
 

@@ -28,7 +28,7 @@ function setUpUpload(form) {
     const body = new FormData();
     body.append("file", file);
     const { ok, data } = await api("POST", "/api/files", body);
-    if (ok) { window.location.assign(`/files/${encodeURIComponent(data.id)}`); return; }
+    if (ok || data.needs_columns) { window.location.assign(`/files/${encodeURIComponent(data.id)}`); return; }
     status.textContent = "";
     problem.textContent = data.error;
   }
@@ -111,6 +111,34 @@ function setUpCheck(main) {
   });
 }
 
+// -- 2b. the header row and the columns, when the loader found none -------------------------------
+function setUpColumns(main) {
+  const id = main.dataset.columns, form = $("#columns");
+  if (!form) return;
+  function fill(tr) {
+    const cells = [...tr.querySelectorAll("td")].slice(1).map((td) => td.textContent).filter((text) => text);
+    for (const select of form.querySelectorAll("select[data-field]")) {
+      const before = select.value;
+      select.replaceChildren(new Option("(none)", ""), ...cells.map((text) => new Option(text, text)));
+      select.value = cells.includes(before) ? before : "";
+    }
+  }
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "header_row") fill(event.target.closest("tr"));
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const columns = {};
+    for (const select of form.querySelectorAll("select[data-field]")) {
+      if (select.value) columns[select.dataset.field] = select.value;
+    }
+    const noNotes = form.elements.no_notes.checked;
+    const { ok, data } = await api("POST", `/api/files/${encodeURIComponent(id)}/columns`, { columns, no_notes: noNotes });
+    if (ok) { window.location.assign(`/files/${encodeURIComponent(id)}`); return; }
+    $("#columns-error").textContent = data.error;
+  });
+}
+
 // -- 4/5. progress, stop, done -----------------------------------------------------------------
 function runTexts(view) {
   const p = view.progress;
@@ -186,4 +214,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (form) setUpUpload(form);
   if (main && main.dataset.upload) setUpCheck(main);
   if (main && main.dataset.run) setUpRun(main);
+  if (main && main.dataset.columns) setUpColumns(main);
 });
