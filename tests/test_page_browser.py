@@ -42,7 +42,8 @@ def chromium_path() -> str | None:
 
 def start_serve(base_url: str, folder: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     """`batch-dispose serve --port 0` as a process; returns it and the URL from its `serving on` line."""
-    env = {**os.environ, "RYNG_ACCESS_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "RYNG_ACCESS_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # this checkout
     env.pop("BATCH_DISPOSE_PASSCODE", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "batch_dispose", "serve", "--port", "0", "--base-url", base_url,
