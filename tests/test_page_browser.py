@@ -173,7 +173,6 @@ def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], t
     page.get_by_role("button", name="Yes, send them").click()
     page.wait_for_url(re.compile(r"/runs/"))
     expect(page.get_by_role("progressbar", name="Calls sent")).to_be_visible()
-    shot(page, "5-progress")
     expect(page.locator("#state")).to_have_text("Finished.", timeout=20_000)
     expect(page.get_by_role("progressbar", name="Calls sent")).to_have_attribute("value", "6")
     expect(page.get_by_text("9 rows: 6 disposed, 3 invalid.")).to_be_visible()
@@ -243,6 +242,8 @@ def test_reload_during_a_run_and_a_second_send_gets_the_sentence(page: Any, serv
     page.reload()
     expect(page.locator("#state")).to_have_text("Sending…")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator("#progress-text")).to_have_text(re.compile(r"^[1-5]\d of 60 sent"))
+    shot(page, "5-progress")
 
     other = page.context.new_page()
     upload(other, url, write_csv(tmp_path / "second.csv", rows_of(2, start=80_000)))
