@@ -22,7 +22,7 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent /
                           autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     state = state_of(request)
     context.setdefault("run", None)
     html = _env.get_template(name).render(host=state.host, active=state.active_run(),
@@ -41,7 +41,7 @@ async def file_page(request: Request) -> Response:
         return render(request, "columns.html", upload=columns_json(upload), fields=service.FIELDS,
                       guess=_header_guess(upload.preview))
     if upload is None or upload.checked is None:
-        return render(request, "gone.html", 404, what="upload")
+        return render(request, "gone.html", status=404, what="upload")
     view = upload_json(state, upload, limit=PROBLEMS_SHOWN)
     return render(request, "file.html", upload=view, rows=_rows(upload), shown_problems=PROBLEMS_SHOWN,
                   allowed=state.allowed(), has_notes="notes" in upload.table.fields)
@@ -103,10 +103,11 @@ def texts(view: dict[str, Any]) -> dict[str, str]:
 async def run_page(request: Request) -> Response:
     run = state_of(request).runs.get(request.path_params["id"])
     if run is None:
-        return render(request, "gone.html", 404, what="run")
+        return render(request, "gone.html", status=404, what="run")
     view = run.view()
     left = any(view["counts"].get(name) for name in ("failed", "pending", "unknown", "unauthorized", "invalid"))
-    return render(request, "run.html", run=view, again=bool(view["workbook"]) and left, **texts(view))
+    context: dict[str, Any] = {"run": view, "again": bool(view["workbook"]) and left, **texts(view)}
+    return render(request, "run.html", **context)
 
 
 async def history(request: Request) -> Response:
@@ -126,7 +127,7 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "?"
     session = await state.sessions.login(client, passcode) if state.sessions.required else None
     if session is None:
-        return render(request, "login.html", 401, failed=True)
+        return render(request, "login.html", status=401, failed=True)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, session, max_age=SESSION_S, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")

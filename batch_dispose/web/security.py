@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def hostname(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0]
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
@@ -130,7 +131,7 @@ def same_origin(scope: dict[str, Any]) -> bool:
     return origin.lower() == own_origin(scope)
 
 
-def session_of(scope: dict[str, Any]) -> str | None:
+def session_of(scope: Mapping[str, Any]) -> str | None:
     raw = _header(scope, b"cookie")
     if not raw:
         return None

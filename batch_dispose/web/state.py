@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import service, uploads
+from . import service
 from .runs import PageRun, new_id
+from .uploads import Upload, sweep_stale, uploads_dir
 
 if TYPE_CHECKING:
     from ..credentials import Secret
@@ -25,7 +26,7 @@ class PageState:
     settings: Settings
     token: Secret
     sessions: Sessions
-    uploads: dict[str, uploads.Upload] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
     runs: dict[str, PageRun] = field(default_factory=dict)
     closing: bool = False
     _allowed: Any = None
@@ -36,7 +37,7 @@ class PageState:
 
     @property
     def folder(self) -> Path:
-        return uploads.uploads_dir(self.settings.reports_dir)
+        return uploads_dir(self.settings.reports_dir)
 
     def allowed(self) -> tuple[str, ...] | None:
         if self._allowed is None:
@@ -49,7 +50,7 @@ class PageState:
     def run_of(self, upload_id: str) -> PageRun | None:
         return next((run for run in reversed(self.runs.values()) if run.upload_id == upload_id), None)
 
-    def check(self, upload: uploads.Upload) -> service.Check:
+    def check(self, upload: Upload) -> service.Check:
         """Load (once) and check an upload with its edits and exclusions; blocking: call in a thread."""
         settings = self.settings_for(upload)
         if upload.table is None:
@@ -58,10 +59,10 @@ class PageState:
                                        excluded=upload.excluded)
         return upload.checked
 
-    def settings_for(self, upload: uploads.Upload) -> Settings:
+    def settings_for(self, upload: Upload) -> Settings:
         return upload.settings if upload.settings is not None else self.settings
 
-    async def start_run(self, upload: uploads.Upload) -> PageRun:
+    async def start_run(self, upload: Upload) -> PageRun:
         """Send an upload's rows: `run FILE` with its edits. Conflict when a run holds the lock."""
         active = self.active_run()
         if active is not None:
@@ -94,7 +95,7 @@ class PageState:
     def sweep(self) -> int:
         """Forget and remove uploads older than a day that were never sent."""
         keep = {upload.path.parent for upload in self.uploads.values() if upload.sent}
-        removed = uploads.sweep_stale(self.folder, keep)
+        removed = sweep_stale(self.folder, keep)
         for key in [key for key, upload in self.uploads.items() if not upload.path.exists()]:
             del self.uploads[key]
         return removed
