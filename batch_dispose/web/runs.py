@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -141,6 +142,10 @@ class PageRun:
             except BatchDisposeError as exc:  # the lock is held, the ledger cannot record…
                 self.error = str(exc)
                 self.locked = isinstance(exc, service.LockHeldError)
+            except Exception as exc:  # a bug: said on the page, the traceback on the server's stderr
+                traceback.print_exc()
+                self.error = (f"The run stopped on an unexpected error ({type(exc).__name__}); the ledger keeps every "
+                              f"recorded outcome. See the server's output, and run the file again.")
             finally:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()

@@ -53,11 +53,12 @@ class PageState:
     def check(self, upload: Upload) -> service.Check:
         """Load (once) and check an upload with its edits and exclusions; blocking: call in a thread."""
         settings = self.settings_for(upload)
-        if upload.table is None:
-            upload.table = service.load(upload.path, settings)
-        upload.checked = service.check(upload.table, settings, self.allowed(), edits=upload.edits,
-                                       excluded=upload.excluded)
-        return upload.checked
+        with upload.lock:
+            if upload.table is None:
+                upload.table = service.load(upload.path, settings)
+            upload.checked = service.check(upload.table, settings, self.allowed(), edits=dict(upload.edits),
+                                           excluded=set(upload.excluded))
+            return upload.checked
 
     def settings_for(self, upload: Upload) -> Settings:
         return upload.settings if upload.settings is not None else self.settings

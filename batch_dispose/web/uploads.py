@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from . import service
 
 KEEP_UNSENT_S = 24 * 3600
+FRAMING_SLACK = 64 * 1024  # room for the multipart framing and small fields around a file at the limit
 _SAFE = re.compile(r"[^A-Za-z0-9 ._-]+")
 
 
@@ -56,6 +58,7 @@ class Upload:
     sent: bool = False  # a run was started on it: kept (the ledger names it)
     error: str | None = None  # why the loader refused it, while the person picks the header and columns
     preview: list[tuple[int, list[str]]] = field(default_factory=list)  # the first rows, to pick from
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one check at a time
     settings: Any = None  # the server's settings, with a column mapping chosen in the page (None: as they are)
 
 
@@ -115,8 +118,13 @@ async def receive(stream: AsyncIterator[bytes], content_type: str, folder: Path,
     parser = MultipartParser(boundary, {  # type: ignore[arg-type]
         "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end})
+    total = 0
     try:
         async for chunk in stream:
+            total += len(chunk)
+            if total > max_bytes + FRAMING_SLACK:  # other fields count too: nothing is read without end
+                raise UploadError(f"The upload is over the {max_bytes / 2**20:.2f} MB limit; split the file into "
+                                  f"smaller files.", status=413)
             parser.write(chunk)
         parser.finalize()
     except UploadError:
