@@ -154,7 +154,7 @@ def test_fixed_row_is_sent_with_the_fixed_values_and_excluded_row_is_not_sent(  
     rows = [*rows_of(3), ["C9", "87.5", "Interested", "bad logID"]]
     upload = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
     assert upload["counts"]["invalid"] == 1 and upload["to_send"] == 3
-    fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/5", json={"logID": "87", "notes": "fixed"})
+    fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/5", json={"logID": 87, "notes": "fixed"})
     assert fixed.status_code == 200
     assert fixed.json()["status"] == "ready" and fixed.json()["row"] == 5 and fixed.json()["to_send"] == 4
     excluded = page.request("PATCH", f"/api/files/{upload['id']}/rows/2", json={"excluded": True}).json()

@@ -149,9 +149,9 @@ async def patch_row(request: Request) -> Response:
         return error(422, f"Unknown field {unknown[0]!r}: a row has callID, logID, disposition, notes and excluded.")
     if "excluded" in changes and not isinstance(changes["excluded"], bool):
         return error(422, "excluded is true or false.")
-    edits = {name: value for name, value in changes.items() if name != "excluded"}
-    if any(not isinstance(value, str) for value in edits.values()):
-        return error(422, "Cell values are sent as text, e.g. \"87278\".")
+    edits = {name: _text(value) for name, value in changes.items() if name != "excluded"}
+    if any(value is None for value in edits.values()):
+        return error(422, "Cell values are text or numbers, e.g. \"87278\".")
     if "notes" in edits and "notes" not in upload.table.fields:
         return error(422, f"{upload.name} has no notes column, so notes cannot be edited; add the column and upload "
                      f"the file again.")
@@ -163,6 +163,21 @@ async def patch_row(request: Request) -> Response:
     position = checked.index[row]
     return JSONResponse({"row": row, "status": checked.status[position], "message": checked.message[position],
                          "counts": checked.counts, "to_send": checked.to_send})
+
+
+def _text(value: object) -> str | None:
+    """A cell value from JSON as the text a spreadsheet would show (87278.0 -> "87278"); None if not a cell."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
 
 
 async def post_run(request: Request) -> Response:

@@ -167,7 +167,8 @@ class Guard:
             return
         if scope["method"] in UNSAFE and not same_origin(scope):
             await _answer(send_with_headers, 403, "Refused: this request did not come from the page itself "
-                          "(its Origin is not this server's).")
+                          "(its Origin is not this server's). A script sends the header Origin: "
+                          f"{own_origin(scope)}")
             return
         if self.sessions.required and not path.startswith(OPEN_PATHS) and not self.sessions.valid(session_of(scope)):
             if path.startswith("/api/"):
