@@ -286,3 +286,31 @@ def test_sigterm_stops_the_run_writes_the_workbook_and_exits_0(tmp_path: Path) -
         statuses = list(statuses_by_row(workbooks[0]).values())
         assert statuses.count("pending") > 0 and statuses.count("disposed") > 0
         assert sum(sim.stats.received.values()) == statuses.count("disposed")
+
+
+def test_a_file_without_the_expected_header_lets_the_person_pick_the_columns(page: Any, served: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    """Unknown column names show the CLI's sentence and the first rows; with the loader's mapping, the person picks
+    the header row and the columns and the file is checked again."""
+    from playwright.sync_api import expect
+
+    from batch_dispose.web import service
+
+    source = write_xlsx(tmp_path / "crm export.xlsx", [["Z1", 501, "Interested", "ok"], ["Z2", 502, "Callback", ""]],
+                        header=["Reference", "Log number", "Outcome", "Free text"])
+    page.goto(served["url"])
+    page.get_by_label("Choose a file").set_input_files(str(source))
+    expect(page.get_by_role("heading", name=re.compile("Which columns"))).to_be_visible()
+    expect(page.get_by_role("alert").first).to_contain_text("missing")
+    expect(page.get_by_role("table", name=re.compile("The first rows"))).to_contain_text("Reference")
+    if not service.can_map_columns():
+        expect(page.get_by_text(re.compile("Rename the columns in the header row"))).to_be_visible()
+        shot(page, "2b-columns")
+        return
+    page.get_by_label("Row 1 is the header").check()
+    for field, header in (("callID", "Reference"), ("logID", "Log number"), ("disposition", "Outcome"),
+                          ("notes", "Free text")):
+        page.get_by_label(f"{field} column").select_option(header)
+    shot(page, "2b-columns")
+    page.get_by_role("button", name="Check again").click()
+    expect(page.get_by_role("button", name=re.compile(r"^Send 2 calls to"))).to_be_visible()
