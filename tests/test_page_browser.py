@@ -310,7 +310,7 @@ def test_a_file_without_the_expected_header_lets_the_person_pick_the_columns(pag
     page.get_by_label("Row 1 is the header").check()
     for field, header in (("callID", "Reference"), ("logID", "Log number"), ("disposition", "Outcome"),
                           ("notes", "Free text")):
-        page.get_by_label(f"{field} column").select_option(header)
+        page.get_by_label(f"{field} column", exact=True).select_option(header)
     shot(page, "2b-columns")
     page.get_by_role("button", name="Check again").click()
     expect(page.get_by_role("button", name=re.compile(r"^Send 2 calls to"))).to_be_visible()
