@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .security import Sessions
 
 
+KEEP_SENT = 20  # sent uploads whose check page stays available (the file stays on disk: the ledger names it)
+
+
 class Conflict(Exception):
     """A run cannot start now (409); the text is the sentence the page shows."""
 
@@ -98,5 +101,8 @@ class PageState:
         keep = {upload.path.parent for upload in self.uploads.values() if upload.sent}
         removed = sweep_stale(self.folder, keep)
         for key in [key for key, upload in self.uploads.items() if not upload.path.exists()]:
+            del self.uploads[key]
+        sent = [key for key, upload in self.uploads.items() if upload.sent]
+        for key in sent[:-KEEP_SENT]:  # their runs stay; the checked tables of old sends need not stay in memory
             del self.uploads[key]
         return removed
