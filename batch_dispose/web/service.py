@@ -15,6 +15,7 @@ Library calls made here (for re-pointing after a merge):
     client.preview(base_url, call)          the first requests, token masked
     ledger.Ledger.open(path, lock=False)    .history_lookup(host), .runs(), .state(id), .events(call_id=)
     settings.Settings.ledger_path           where the ledger is
+    prior.reading(settings), prior.call_history(settings, id)   used instead when the ledger branch has them
 Until the `input` branch lands (edits and exclusions inside job.plan / run_files), edits are applied
 to the loaded Table here: see the block marked SHIM.
 """
@@ -168,11 +169,8 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     native = "edits" in inspect.signature(job.plan).parameters  # the input branch has landed
     changes: dict[str, Any] = {"edits": edits, "excluded": excluded} if native else {}
     edited = table if native else apply_edits(table, edits)
-    if settings.base_url and settings.ledger_path.is_file():
-        with _ledger(settings) as ledger:
-            decided = job.plan(edited, settings, allowed, ledger.history_lookup(settings.base_url), **changes)
-    else:
-        decided = job.plan(edited, settings, allowed, None, **changes)
+    with _history(settings) as history:
+        decided = job.plan(edited, settings, allowed, history, **changes)
     results = decided.results
     excluded_rows = set(excluded)
     to_send = []
@@ -306,6 +304,28 @@ def _ledger(settings: Settings) -> Iterator[Any]:
         yield ledger
 
 
+@contextmanager
+def _history(settings: Settings) -> Iterator[Any]:
+    """What the ledger knows, read only, for the check (as `validate` with a target); None without one."""
+    reading = getattr(_prior(), "reading", None)  # the ledger branch: the old default place read too
+    if reading is not None:
+        with reading(settings) as lookup:
+            yield lookup
+    elif settings.base_url and settings.ledger_path.is_file():
+        with _ledger(settings) as ledger:
+            yield ledger.history_lookup(settings.base_url)
+    else:
+        yield None
+
+
+def _prior() -> Any:
+    try:
+        from .. import prior  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return prior
+
+
 def run_history(settings: Settings, limit: int = 50) -> list[dict[str, object]]:
     """The runs the ledger knows (the page's, the CLI's, cron's), newest first."""
     if not settings.ledger_path.is_file():
@@ -313,7 +333,7 @@ def run_history(settings: Settings, limit: int = 50) -> list[dict[str, object]]:
     with _ledger(settings) as ledger:
         runs = ledger.runs(limit)
     found = []
-    for run_id, host, file, started_at, finished_at, counts in runs:
+    for run_id, host, file, started_at, finished_at, counts, *_ in runs:  # fields may be added
         found.append({"id": run_id, "host": host, "file": file, "started_at": started_at,
                       "finished_at": finished_at, "counts": json.loads(counts) if counts else None})
     return found
@@ -321,17 +341,26 @@ def run_history(settings: Settings, limit: int = 50) -> list[dict[str, object]]:
 
 def call_history(settings: Settings, call_id: str) -> dict[str, object]:
     """What the ledger knows of one call ID: its state on each host and every recorded outcome."""
+    def event(e: Any) -> dict[str, object]:
+        return {"run": e.run_id, "host": e.host, "row": e.row, "status": e.status, "http_status": e.http_status,
+                "message": e.message, "at": e.at, "file": Path(e.file).name,
+                **{name: getattr(e, name) for name in ("log_id", "disposition", "notes", "who", "why")
+                   if getattr(e, name, None) is not None}}
+
+    found = getattr(_prior(), "call_history", None)  # the ledger branch: records with what was sent
+    if found is not None:
+        records, events = found(settings, call_id, limit=50)
+        hosts = [{"host": r.host, "status": r.status, "disposed_at": r.disposed_at,
+                  **{name: getattr(r, name) for name in ("log_id", "disposition", "notes", "resolved_by")
+                     if getattr(r, name, None) is not None}} for r in records]
+        return {"call": call_id, "hosts": hosts, "events": [event(e) for e in events]}
     if not settings.ledger_path.is_file():
         return {"call": call_id, "hosts": [], "events": []}
     with _ledger(settings) as ledger:
         states = ledger.state(call_id)
         events = ledger.events(call_id=call_id, limit=50)
-    return {
-        "call": call_id,
-        "hosts": [{"host": host, "status": status, "disposed_at": disposed_at} for host, status, disposed_at in states],
-        "events": [{"run": e.run_id, "host": e.host, "row": e.row, "status": e.status, "http_status": e.http_status,
-                    "message": e.message, "at": e.at, "file": Path(e.file).name} for e in events],
-    }
+    return {"call": call_id, "hosts": [{"host": s[0], "status": s[1], "disposed_at": s[2]} for s in states],
+            "events": [event(e) for e in events]}
 
 
 def summary(result: FileResult) -> dict[str, object]:
