@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -175,7 +176,8 @@ def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
         return ExitCode.USAGE
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # argparse prints to sys.std*
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return int(exc.code or 0)
     command: Callable[[argparse.Namespace, TextIO, TextIO], int] = COMMANDS[args.command]
