@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 
 def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
-    if any(arg == "--token" or arg.startswith("--token=") for arg in argv[1:] if argv[:1] != ["simulate"]):
+    command_at = next((n for n, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    if any((arg == "--token" or arg.startswith("--token=")) and (n < command_at or argv[command_at] != "simulate")
+           for n, arg in enumerate(argv)):  # simulate's --token is the fake server's own
         print("batch-dispose: the token is never taken from the command line (it would show in shell history "
               "and process lists); set RYNG_ACCESS_TOKEN or use --token-file FILE.", file=err)
         return ExitCode.USAGE

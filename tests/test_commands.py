@@ -325,3 +325,14 @@ def test_history_json_is_one_object_even_when_long(long_history: Path, cli) -> N
     assert len(answer["runs"]) == 400 and answer["more_runs"] is False
     assert {status: n for status, n in answer["runs"][0]["counts"].items() if n} == {"disposed": 40, "failed": 2}
     json.dumps(answer)
+
+
+@pytest.mark.parametrize("argv", [["--token", "s3cr3t-value", "run", "calls.csv"],
+                                  ["--token=s3cr3t-value", "validate", "calls.csv"],
+                                  ["run", "calls.csv", "--token", "s3cr3t-value"],
+                                  ["--token", "s3cr3t-value", "simulate"]], ids=lambda argv: " ".join(argv))
+def test_a_token_on_the_command_line_is_refused_without_echoing_it(cli, argv: list[str]) -> None:
+    """`--token X` anywhere but after `simulate` exits 2 with a sentence, and X is printed nowhere."""
+    result = cli(*argv)
+    assert result.code == 2
+    assert "RYNG_ACCESS_TOKEN" in result.err and "s3cr3t" not in result.out + result.err
