@@ -74,7 +74,8 @@ def examine(settings: Settings, *, config_file: Path | None, environ: Mapping[st
     environ = os.environ if environ is None else environ
     rows = tuple((name, value, settings.sources.get(name, "default")) for name, value in settings.described())
     checks = (check_token(settings.token_file, environ), check_dispositions(settings.dispositions),
-              check_ledger(settings.ledger_path), check_reports_dir(settings.reports_dir),
+              check_ledger(settings.ledger_path, old=getattr(settings, "old_ledger_path", None)),
+              check_reports_dir(settings.reports_dir),
               check_base_url(settings.base_url))
     return Setup(config_file, rows, token_origin(settings.token_file, environ), checks)
 
@@ -137,15 +138,17 @@ def check_dispositions(path: Path | None) -> Check:
     return Check("dispositions", True, f"{len(names)} name{'s' if len(names) != 1 else ''} in {path}")
 
 
-def check_ledger(path: Path) -> Check:
-    """The ledger's folder can be written (or made); an existing ledger opens."""
+def check_ledger(path: Path, *, old: Path | None = None) -> Check:
+    """The ledger's folder can be written (or made); an existing ledger opens. `old`: a ledger at the former
+    default place, which the next run takes over."""
     from .ledger import Ledger
 
     problem = _writable_folder(path.parent, what=f"the ledger {path}", setting="--ledger (ledger in the config)")
     if problem:
         return Check("ledger", False, problem)
     if not path.exists():
-        return Check("ledger", True, f"{path} does not exist yet; the first run creates it")
+        merged = f" and takes over the old ledger {old}" if old is not None and old.is_file() else ""
+        return Check("ledger", True, f"{path} does not exist yet; the first run creates it{merged}")
     if not path.is_file():
         return Check("ledger", False, f"{path} is not a file; point --ledger (ledger in the config) at a file, "
                      f"e.g. {path / 'ledger.sqlite'}")

@@ -90,7 +90,8 @@ def call_records(ledger: Any, call_ids: Sequence[str], limit: int = DEFAULT_LIMI
     records = []
     for call_id in call_ids:
         events = ledger.events(call_id=call_id, limit=limit + 1)
-        states = tuple(_host_state(row, events) for row in ledger.state(call_id))
+        rows = ledger.calls(call_id) if hasattr(ledger, "calls") else ledger.state(call_id)  # calls: schema 2
+        states = tuple(_host_state(row, events) for row in rows)
         records.append(CallRecord(call_id, states, tuple(events[:limit]), len(events) > limit))
     return records
 
@@ -148,6 +149,8 @@ def event_lines(events: Sequence[Any]) -> list[str]:
     for event in events:
         code = f" ({event.http_status})" if event.http_status else ""
         message = f"  {event.message}" if event.message else ""
+        who, why = getattr(event, "who", None), getattr(event, "why", None)  # a person's `resolve`
+        message += f"  (by {who}{': ' + why if why else ''})" if who else ""
         lines.append(f"  {when(event.at)}  run {event.run_id}  {Path(event.file).name} row {event.row}  "
                      f"{event.call_id}: {event.status}{code}{message}")
     return lines

@@ -336,3 +336,25 @@ def test_a_token_on_the_command_line_is_refused_without_echoing_it(cli, argv: li
     result = cli(*argv)
     assert result.code == 2
     assert "RYNG_ACCESS_TOKEN" in result.err and "s3cr3t" not in result.out + result.err
+
+
+def test_history_shows_what_was_sent_for_a_call(cli, sim, tmp_path: Path) -> None:
+    """`history CALLID` shows the logID, disposition and notes that were sent (with a ledger that keeps them)."""
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    assert cli("run", source, "--base-url", sim.base_url).code == 0
+    call = cli("history", "1000", "--json").json()["calls"]["1000"]
+    if call["hosts"][0]["sent"] is None:
+        pytest.skip("this ledger does not keep what was sent yet (schema 1)")
+    assert call["hosts"][0]["sent"] == {"logID": 5000, "disposition": "Interested", "notes": "note 0"}
+    assert 'last sent: logID 5000, disposition Interested, notes "note 0"' in cli("history", "1000").out
+
+
+def test_history_lines_name_what_was_sent() -> None:
+    """What was sent reads as `logID 5000, disposition Interested, notes "…"`, under the call's state line."""
+    from batch_dispose.history import CallRecord, HostState, call_lines
+
+    state = HostState("https://acme.ryng.in", "disposed", "2026-11-27T16:07:00.123Z",
+                      {"logID": 5000, "disposition": "Interested", "notes": 'said "call back"'})
+    lines = call_lines([CallRecord("1000", (state,), (), False)], limit=20)
+    assert lines[0].startswith("1000 on https://acme.ryng.in: disposed (disposed at 2026-11-27 ")
+    assert lines[1] == '  last sent: logID 5000, disposition Interested, notes "said \\"call back\\""'
