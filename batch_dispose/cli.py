@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, UsageError
-from .helptext import HelpFormatter, epilog
+from .helptext import DESCRIPTIONS, HelpFormatter, epilog
 from .models import ExitCode, FileResult
 from .streams import PipeGuard
 
@@ -31,54 +31,36 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         command = str(kwargs.get("prog") or "").partition(" ")[2] or None  # "batch-dispose run" -> "run"
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("description", DESCRIPTIONS.get(command or ""))
         kwargs.setdefault("epilog", epilog(command))
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="batch-dispose", description="Apply call dispositions to the Ryng dialer from a "
-                     "spreadsheet (CSV, XLSX, XLS, ODS).")
+    parser = _Parser(prog="batch-dispose")
     parser.add_argument("--version", action="version", version=f"batch-dispose {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    run = commands.add_parser("run", help="send the rows of one or more files",
-                              description="Validate each FILE, send its valid rows to Ryng, and write a results "
-                              "workbook per file. A results workbook given back sends only what is left.")
+    run = commands.add_parser("run", help="send the rows of one or more files")
     run.add_argument("files", nargs="+", type=Path, metavar="FILE", help=FILE_HELP)
     _add_run_options(run)
 
-    validate = commands.add_parser("validate", help="check files and show the requests, send nothing",
-                                   description="A dry run: write the results workbook (invalid / ready) and "
-                                   "show a few of the exact requests, token masked.")
+    validate = commands.add_parser("validate", help="check files and show the requests, send nothing")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help=FILE_HELP)
     _add_target_options(validate)
     validate.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
     _add_common(validate)
 
-    sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)",
-                                description="Each .csv/.xlsx/.xls/.ods in INBOX (not hidden, not changed in "
-                                "the last 10 s) is run in name order, then moved to "
-                                "INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. "
-                                "A file whose run stopped early (token rejected, server unavailable, "
-                                "interrupted) stays in the inbox for the next sweep.")
+    sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)")
     sweep.add_argument("inbox", type=Path, metavar="INBOX", help="the folder the day's exports are dropped into")
     _add_run_options(sweep)
 
-    config = commands.add_parser("config", help="show the settings in effect and check them (for cron)",
-                                 description="Prints every setting after flags, batch-dispose.toml and defaults "
-                                 "are combined, with where it came from, then checks what a run will need: the "
-                                 "token (file readable and private, or RYNG_ACCESS_TOKEN set), the dispositions "
-                                 "file, the ledger's folder (and the ledger, if it exists), the reports folder and "
-                                 "the Ryng account. Each check says ok, or what is wrong and how to fix it. "
-                                 "Give it the same options and --config as the cron line. The token itself is "
-                                 "never shown.")
+    config = commands.add_parser("config", help="show the settings in effect and check them (for cron)")
     _add_run_options(config)
 
-    simulate = commands.add_parser("simulate", help="run the built-in fake Ryng server on loopback",
-                                   description="A fake Ryng End Preview Call API on 127.0.0.1, for trying the "
-                                   "tool and for tests. Runs until Ctrl-C.")
+    simulate = commands.add_parser("simulate", help="run the built-in fake Ryng server on loopback")
     simulate.add_argument("--port", type=int, default=8765, metavar="P", help="port (default: 8765; 0: a free one)")
     for flag, text in (("--latency-ms", "delay before each answer"), ("--jitter-ms", "latency varies by +/- this")):
         simulate.add_argument(flag, type=float, default=0.0, metavar="MS", help=f"{text} (default: 0)")
@@ -93,10 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--token", default="simulator-token", metavar="T",
                           help="the token it accepts (default: simulator-token)")
 
-    history = commands.add_parser("history", help="what the ledger knows about call IDs or a run",
-                                  description="Answers 'did call X go through?': each call ID's state on each "
-                                  "Ryng host, what was sent, and every recorded outcome (when, which run, which "
-                                  "file and row). With no call ID, lists the recent runs with their counts.")
+    history = commands.add_parser("history", help="what the ledger knows about call IDs or a run")
     history.add_argument("call_ids", nargs="*", metavar="CALLID", help="call IDs to look up (none: the recent runs)")
     history.add_argument("--run", type=int, metavar="N", help="the outcomes recorded by run N")
     history.add_argument("--limit", type=_positive, default=20, metavar="N",
@@ -108,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print JSON instead of text")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
-                               description="Starts the simulator on a free loopback port (two calls set to "
-                               "fail), runs sample_data/end_of_day.xlsx through `run` and checks the outcome.")
+    demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end")
     demo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
                       help="where the workbook goes (default: reports/)")
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

@@ -10,6 +10,35 @@ import argparse
 import re
 import textwrap
 
+#: What each command does, the paragraph under its usage line ("" is `batch-dispose --help`'s).
+DESCRIPTIONS = {
+    "": "Apply call dispositions to the Ryng dialer from a spreadsheet (CSV, XLSX, XLS, ODS): every row "
+        "checked, sent concurrently, never twice, and reported back row by row in a results workbook.",
+    "run": "Checks each FILE, sends its valid rows to Ryng and writes a results workbook per file. A call the "
+           "ledger has as disposed on that Ryng host is not sent again (unless --force). Several files run one "
+           "after another.",
+    "validate": "A dry run: checks each FILE as `run` would and writes its workbook (ready / invalid; with a "
+                "target, --subdomain, --base-url or base_url in the config, rows the ledger has as disposed show "
+                "as skipped), then shows the first requests exactly as they would be sent, token masked. Sends "
+                "nothing.",
+    "sweep": "Each .csv/.xlsx/.xls/.ods in INBOX (not hidden, not changed in the last 10 s) is run in name order, "
+             "then moved to INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. A file "
+             "whose run stopped early (token rejected, server unavailable, interrupted) stays in the inbox for the "
+             "next sweep. For cron.",
+    "config": "Prints every setting after flags, batch-dispose.toml and defaults are combined, with where it came "
+              "from, then checks what a run will need: the token (a file that is readable and private, or "
+              "RYNG_ACCESS_TOKEN), the dispositions file, the ledger's folder (and the ledger, if it exists), the "
+              "reports folder and the Ryng account. Each check says ok, or what is wrong and how to fix it. Give "
+              "it the options and --config of the cron line, as the user cron runs as. The token is never shown.",
+    "simulate": "A fake Ryng End Preview Call API on 127.0.0.1, for trying the tool and for tests. Runs until "
+                "Ctrl-C.",
+    "history": "Answers 'did call X go through?': each call ID's state on each Ryng host, what was sent, and "
+               "every recorded outcome (when, which run, which file and row). With no call ID, lists the recent "
+               "runs with their counts. Reads the ledger without waiting for a run that is using it.",
+    "demo": "Starts the simulator on a free loopback port (two calls set to fail), runs "
+            "sample_data/end_of_day.xlsx through `run` and checks the outcome.",
+}
+
 #: Each command's own exit codes, in the order `--help` lists them. A command not named here (and the
 #: top-level `batch-dispose --help`) shows the full table, `ALL`.
 ALL = "*"
