@@ -214,9 +214,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     settings, token = _run_setup(args, err)
     reporter = reporter_for(err, quiet=args.quiet)
-    results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop))
-    for result in results:
+    def finished(result: FileResult) -> None:  # each file's summary as soon as it ends
         print_lines(summary_lines(result), err)
+
+    results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop,
+                                                        after_file=finished))
     return _report(results, args, out, several=len(args.files) > 1)
 
 

@@ -358,3 +358,23 @@ def test_history_lines_name_what_was_sent() -> None:
     lines = call_lines([CallRecord("1000", (state,), (), False)], limit=20)
     assert lines[0].startswith("1000 on https://acme.ryng.in: disposed (disposed at 2026-11-27 ")
     assert lines[1] == '  last sent: logID 5000, disposition Interested, notes "said \\"call back\\""'
+
+
+def test_run_prints_each_files_summary_when_that_file_ends(simulator, tmp_path: Path) -> None:
+    """`run A B`: A's summary and results path are on stderr while B is still being sent, not only at the end."""
+    sim = simulator(latency_ms=300)
+    first = write_csv(tmp_path / "first.csv", rows_of(2))
+    second = write_csv(tmp_path / "second.csv", rows_of(10, start=5000))
+    argv = [sys.executable, "-m", "batch_dispose", "run", first, second, "--base-url", sim.base_url,
+            "--concurrency", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RYNG_ACCESS_TOKEN": TOKEN}
+    with subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith("results:") and "first-results-" in line:
+                break
+        sent_of_second = sum(1 for call_id in sim.stats.disposed if call_id.startswith("50"))
+        rest = process.stderr.read()
+    assert sent_of_second < 10, "first.csv's summary came only after second.csv was sent"
+    assert "second.csv: 10 rows: 10 disposed" in rest and process.returncode == 0
