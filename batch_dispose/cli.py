@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -369,28 +368,10 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from . import history
+    from .history import ask
 
-    answer: dict[str, Any] = {}
-    lines: list[str] = []
-    with history.reading(_settings(args).ledger_path) as ledger:
-        if args.run is not None:
-            events, more = history.run_events(ledger, args.run, args.limit)
-            answer |= {"run": args.run, "events": [asdict(event) for event in events], "more_events": more}
-            lines += history.event_lines(events) or [f"run {args.run}: the ledger has no outcome recorded by it"]
-            lines += [f"  (the newest {args.limit} outcomes; --limit N shows more)"] if more else []
-        if args.call_ids:
-            calls = history.call_records(ledger, args.call_ids, args.limit)
-            answer["calls"] = {record.call_id: record.to_json() for record in calls}
-            lines += history.call_lines(calls, args.limit)
-        if args.run is None and not args.call_ids:
-            runs, more = history.recent_runs(ledger, args.limit)
-            answer |= {"runs": [run.to_json() for run in runs], "more_runs": more}
-            lines += history.run_lines(runs, more, args.limit)
-    if args.json:
-        print(json.dumps({"ledger": str(ledger.path), **answer}), file=out)
-    else:
-        print("\n".join(lines), file=out)
+    answer = ask(_settings(args).ledger_path, call_ids=args.call_ids, run_id=args.run, limit=args.limit)
+    print(json.dumps(answer.data) if args.json else "\n".join(answer.lines), file=out)
     return ExitCode.OK
 
 

@@ -67,6 +67,35 @@ class CallRecord:
                 "events": [_event_json(event) for event in self.events], "more_events": self.more}
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What `history` says: `data` for --json (numbers as numbers), `lines` for people."""
+
+    data: dict[str, Any]
+    lines: list[str]
+
+
+def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, limit: int = DEFAULT_LIMIT) -> Answer:
+    """One run's outcomes (`run_id`), the calls asked about, or (neither) the recent runs."""
+    data: dict[str, Any] = {"ledger": str(path)}
+    lines: list[str] = []
+    with reading(path) as ledger:
+        if run_id is not None:
+            events, more = run_events(ledger, run_id, limit)
+            data |= {"run": run_id, "events": [_event_json(event) for event in events], "more_events": more}
+            lines += event_lines(events) or [f"run {run_id}: the ledger has no outcome recorded by it"]
+            lines += [f"  (the newest {limit} outcomes; --limit N shows more)"] if more else []
+        if call_ids:
+            calls = call_records(ledger, call_ids, limit)
+            data["calls"] = {record.call_id: record.to_json() for record in calls}
+            lines += call_lines(calls, limit)
+        if run_id is None and not call_ids:
+            runs, more = recent_runs(ledger, limit)
+            data |= {"runs": [run.to_json() for run in runs], "more_runs": more}
+            lines += run_lines(runs, more, limit)
+    return Answer(data, lines)
+
+
 @contextmanager
 def reading(path: Path) -> Iterator[Any]:
     """The ledger at `path`, opened for reading (no lock); a missing ledger is a sentence, not a new file."""
