@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the ledger (default: the per-user ledger; see `batch-dispose config`)")
     history.add_argument("--reports-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
-    history.add_argument("--json", action="store_true", help="print JSON instead of text")
+    history.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end")
