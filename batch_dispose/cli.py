@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(validate)
     validate.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
+    validate.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger to consult with a target "
+                          "(default: the user's own)")
     _add_common(validate)
 
     sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)",
@@ -97,11 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
                                   "With no call ID, lists the recent runs.")
     history.add_argument("call_ids", nargs="*", metavar="CALLID")
     history.add_argument("--run", type=int, metavar="N", help="every outcome recorded by run N")
-    history.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: reports/ledger.sqlite)")
+    history.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: the user's own, "
+                         "~/.local/state/batch-dispose/ledger.sqlite on Linux)")
     history.add_argument("--reports-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
     history.add_argument("--json", action="store_true", help="print JSON instead of text")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    resolve = commands.add_parser("resolve", help="record what you checked in Ryng about calls (disposed or not)",
+                                  description="For calls left unknown: after checking them in Ryng, record "
+                                  "whether each was disposed. --as disposed: later runs skip it; --as failed: later "
+                                  "runs send it again. The ledger's history keeps who (your user name), when and "
+                                  "why (--note).",
+                                  epilog="exit codes:\n  0   recorded\n  2   usage error, or a call ID the ledger "
+                                  "has no record of on that host (nothing recorded)\n  75  another run holds the "
+                                  "ledger's lock")
+    resolve.add_argument("call_ids", nargs="+", metavar="CALLID", help="the call IDs you checked")
+    resolve.add_argument("--as", dest="as_", required=True, choices=("disposed", "failed"),
+                         help="disposed: Ryng shows it ended; failed: it was not, send it again")
+    resolve.add_argument("--note", default="", metavar="TEXT", help="why (kept in the history)")
+    _add_target_options(resolve)
+    resolve.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: the user's own)")
+    resolve.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
+    resolve.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    resolve.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
                                description="Starts the simulator on a free loopback port (two calls set to "
@@ -134,7 +155,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, metavar="N", help="extra attempts when the server is busy "
                         "(default: 3)")
     parser.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
-    parser.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: REPORTS_DIR/ledger.sqlite)")
+    parser.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: the user's own, "
+                        "~/.local/state/batch-dispose/ledger.sqlite on Linux)")
     parser.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
     parser.add_argument("--token-file", type=Path, metavar="FILE", help="read the token from FILE "
                         "(default: the RYNG_ACCESS_TOKEN environment variable)")
@@ -229,6 +251,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print_lines(summary_lines(item.result), err)
         if item.moved_to is not None:
             print(f"moved to: {item.moved_to}", file=err)
+        elif item.note:
+            print(item.note, file=err)
     if swept.waiting:
         print(f"left for the next sweep (changed in the last 10 s): {', '.join(p.name for p in swept.waiting)}",
               file=err)
@@ -412,6 +436,20 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitCode.OK
 
 
+def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .prior import resolve_calls
+
+    done = resolve_calls(_settings(args), args.call_ids, disposed=args.as_ == "disposed", note=args.note)
+    if args.json:
+        print(json.dumps({"resolved": [{"call_id": r.call_id, "host": r.host, "was": r.before,
+                                        "now": "disposed" if r.disposed else "failed", "by": r.who, "note": r.why}
+                                       for r in done], "exit_code": 0}), file=out)
+    for r in done:
+        now = "disposed: later runs skip it" if r.disposed else "not disposed: the next run sends it"
+        print(f"{r.call_id} on {r.host}: was {r.before}, recorded as {now} (by {r.who})", file=err)
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -425,5 +463,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "config": _config,
     "simulate": _simulate,
     "history": _history,
+    "resolve": _resolve,
     "demo": _demo,
 }

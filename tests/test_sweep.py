@@ -20,7 +20,7 @@ from batch_dispose.models import Status
 from batch_dispose.progress import LineReporter
 from batch_dispose.settings import Settings
 from batch_dispose.sweep import sweep
-from tests.conftest import TOKEN, read_results, rows_of, write_csv, write_xlsx
+from tests.conftest import TOKEN, default_ledger, read_results, rows_of, write_csv, write_xlsx
 
 SPREADSHEETS = (".csv", ".xlsx", ".xls", ".ods")
 PROGRESS_BAR_MARKS = ("\r", "it/s", "%|")
@@ -321,7 +321,7 @@ def test_sweep_while_another_run_holds_the_lock_exits_75_and_sends_nothing(cli, 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     _age(write_csv(inbox / "a.csv", rows_of(3)), write_xlsx(inbox / "b.xlsx", rows_of(3, start=2000)))
-    with Ledger.open(tmp_path / "reports" / "ledger.sqlite"):
+    with Ledger.open(default_ledger()):
         result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
     assert result.code == 75
     assert result.json()["exit_code"] == 75
