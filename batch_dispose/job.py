@@ -138,7 +138,8 @@ def exit_code_for(counts: Mapping[Status, int], stop_reason: StopReason | None =
     answered = sum(counts.get(status, 0) for status in (Status.DISPOSED, Status.FAILED, Status.UNKNOWN))
     if stop_reason is StopReason.UNAUTHORIZED or (unauthorized and not answered):
         return ExitCode.UNAUTHORIZED
-    if any(counts.get(status) for status in (Status.FAILED, Status.INVALID, Status.PENDING, Status.UNKNOWN)):
+    if any(counts.get(status) for status in (Status.FAILED, Status.INVALID, Status.PENDING, Status.UNKNOWN,
+                                             Status.UNAUTHORIZED)):
         return ExitCode.ROWS_LEFT
     return ExitCode.OK
 

@@ -174,12 +174,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def prepare(connection: sqlite3.Connection, path: Path) -> None:
     try:
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
         check = [row[0] for row in connection.execute("PRAGMA quick_check(3)").fetchall()]
         if check != ["ok"]:
-            raise damaged(path, "SQLite's check: " + "; ".join(map(str, check))[:200])
+            raise damaged(path, "SQLite's check: " + " ".join(" ".join(map(str, check)).split())[:200])
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise LedgerError(f"{path}: the ledger was written by a newer batch-dispose (schema {version}); "
@@ -188,6 +185,9 @@ def prepare(connection: sqlite3.Connection, path: Path) -> None:
         if version == 0 or not {"runs", "calls", "events"} <= tables:
             raise damaged(path, "it is an SQLite file but not a batch-dispose ledger; if it belongs to another "
                            "program, give batch-dispose its own file with --ledger")
+        connection.execute("PRAGMA journal_mode = WAL")  # only now: another program's file is left as it was
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
         while version < SCHEMA_VERSION:
             connection.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]} "
                                      f"PRAGMA user_version = {version + 1}; COMMIT;")
