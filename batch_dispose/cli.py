@@ -422,8 +422,10 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     print(f"{call_id} on {host}: {status}{when}", file=out)
             for e in events:
                 code = f" ({e.http_status})" if e.http_status else ""
+                sent = f"  [sent logID {e.log_id}, {e.disposition!r}, notes {e.notes!r}]" if e.log_id else ""
+                by = f"  [recorded by {e.who}{': ' + e.why if e.why else ''}]" if e.who else ""
                 print(f"  {e.at}  run {e.run_id}  {Path(e.file).name} row {e.row}  {e.call_id}: "
-                      f"{e.status}{code}  {e.message}", file=out)
+                      f"{e.status}{code}  {e.message}{sent}{by}", file=out)
             return ExitCode.OK
         runs = ledger.runs()
         if args.json:

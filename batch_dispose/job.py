@@ -172,10 +172,9 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     """`validate`: the workbook with ready/invalid rows, and a preview of the first requests."""
     from .client import preview
     from .loading import load, read_dispositions
-    from .workbook import write_results
-
     from .preflight import check_places
     from .prior import reading
+    from .workbook import write_results
 
     started = utc_now()
     check_places(settings, ledger=False)
@@ -192,7 +191,8 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     results_path = write_results(table, decided.results, summary, reports_dir=settings.reports_dir, started=started)
     previews = [preview(settings.base_url, call) for call in decided.to_send[:PREVIEW_REQUESTS]]
     result = FileResult(path, results_path, len(table), {s: counts[s] for s in VALIDATE_STATUSES}, started,
-                        finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN] else ExitCode.OK,
+                        finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN]
+                        else ExitCode.OK,
                         warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows))
     (reporter or QuietReporter()).file_finished(result)
     return result, previews
@@ -264,8 +264,8 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
 async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | None, client,  # type: ignore[no-untyped-def]
                     reporter: Reporter, stop: asyncio.Event, ledger: Ledger) -> FileResult:
     from .loading import load
-    from .runlog import RunLog
     from .prior import SettlingJournal, new_host_notice
+    from .runlog import RunLog
     from .runner import STOP_MESSAGES, Runner, SendOptions
     from .workbook import input_stem, write_results
 
@@ -327,7 +327,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     finally:
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
-                      exit_code_for(counts, stop_reason), stop_reason, tuple(warnings), problems=results.problems(table.rows))
+                      exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
+                      problems=results.problems(table.rows))
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

@@ -25,7 +25,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,10 @@ class Ledger:
             except Timeout:
                 raise LockHeldError(f"another batch-dispose run is using the ledger {path}; "
                                     f"nothing was sent. Try again when it has finished.", path=path) from None
+            except OSError as exc:
+                raise LedgerError(f"{path}: cannot lock the ledger ({exc.strerror or exc}), so nothing was sent; "
+                                  f"make {path.parent} writable for this user, or choose another place with "
+                                  f"--ledger.", path=path) from None
         try:
             if not path.exists() and not wal_of(path).exists():
                 if not lock:
@@ -185,10 +189,8 @@ class Ledger:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file (end of a run): a copy of the main file alone is then complete."""
-        try:
+        with suppress(sqlite3.Error):  # not fatal: the WAL stays beside the ledger and SQLite folds it in later
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # not fatal: the WAL stays beside the ledger and SQLite folds it in later
 
     def recover(self) -> int:
         """Rows left `sending` by a run that died become `unknown`; returns how many."""
@@ -344,9 +346,10 @@ class RunJournal:
 
 def write_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return damaged(path, f"SQLite: {exc}")
-    if code == sqlite3.SQLITE_FULL:
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):  # not the disk's space: the file itself
+        fix = ("The ledger file is damaged: restore it from a backup (with its -wal file) before the next run; "
+               "until then no run can tell what was sent")
+    elif code == sqlite3.SQLITE_FULL:
         fix = "Free some disk space and run the file again"
     elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
         fix = f"Make {path.parent} and the ledger writable for this user and run the file again"

@@ -210,11 +210,12 @@ def resolve_calls(settings: Settings, call_ids: Sequence[str], *, disposed: bool
     if not wanted:
         raise UsageError("Name at least one call ID to resolve.")
     who = who or _user()
-    with Ledger.read(path) as reader:
-        if reader is None:
-            raise NotInLedgerError(f"There is no ledger at {path} yet: nothing has been sent with it, so there is "
-                                   f"nothing to resolve.", path=path, host=host, call_ids=tuple(wanted))
+    old = settings.old_ledger_path
+    if not path.exists() and not (old is not None and old.exists()):
+        raise NotInLedgerError(f"There is no ledger at {path} yet: nothing has been sent with it, so there is "
+                               f"nothing to resolve.", path=path, host=host, call_ids=tuple(wanted))
     with Ledger.open(path) as ledger:
+        ledger.take_over(old)  # a ledger still at the old default place knows these calls too
         missing = [call_id for call_id in wanted if call_id not in ledger.known(host, wanted)]
         if missing:
             raise NotInLedgerError(f"the ledger {path} has no record of {', '.join(missing[:10])} on {host}; "
