@@ -72,10 +72,12 @@ class SweepResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 when every file ended 0 (an empty inbox too); a rejected file (exit 2) counts as 1."""
+        """0 when every file ended 0 (an empty inbox too); a rejected file (exit 2) counts as 1, and so does a
+        file left in the inbox because it changed or vanished during the sweep."""
         from .job import combined_exit_code
 
-        return combined_exit_code([swept.result for swept in self.files])
+        code = combined_exit_code([swept.result for swept in self.files])
+        return ExitCode.ROWS_LEFT if code is ExitCode.OK and any(swept.note for swept in self.files) else code
 
 
 def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path]]:

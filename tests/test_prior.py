@@ -334,3 +334,34 @@ def test_a_ledger_folder_that_cannot_be_made_sends_nothing(cli, sim, tmp_path: P
                  tmp_path / "state" / "ledger.sqlite")
     assert result.code == 2 and "ledger folder" in result.err
     assert len(result.err.strip().splitlines()) == 1 and sim.stats.requests == 0
+
+
+def test_a_takeover_keeps_the_earliest_disposal_and_every_event(tmp_path: Path) -> None:
+    """A call in both ledgers ends disposed (the old one's disposal wins over a later failure), with the
+    events of both and no invented ones."""
+    from batch_dispose.models import Outcome
+
+    old = tmp_path / "reports" / "ledger.sqlite"
+    _v1_ledger(old, "http://h", ["C1"])
+    with Ledger.open(tmp_path / "user.sqlite") as ledger:
+        run_id = ledger.begin_run("http://h", tmp_path / "x.csv", "sha")
+        call = CallRequest(0, 2, "C1", 5, "Interested", "")
+        ledger.commit("http://h", run_id, [], [call])
+        ledger.commit("http://h", run_id, [(call, Outcome(Status.FAILED, "no", 500, 1, "2026-11-30T10:00:00.000Z"))],
+                      [])
+        assert "1 calls merged" in str(ledger.take_over(old))
+        record = ledger.calls("C1")[0]
+        assert record.status == "disposed" and record.disposed_at == "2026-11-29T08:00:01.000Z"
+        assert sorted(event.status for event in ledger.events(call_id="C1")) == ["disposed", "failed"]
+        assert ledger.take_over(old) is None  # renamed aside: not merged twice
+
+
+def test_history_shows_what_was_sent_and_who_resolved(cli, simulator, tmp_path: Path) -> None:
+    """`history CALLID` shows the logID, disposition and notes sent, and who recorded a resolve and why."""
+    sim = simulator(scripts={"C7": [502]})
+    cli("run", write_csv(tmp_path / "calls.csv", [["C7", 42, "Callback", "ring at 5"]]), *_base(sim))
+    cli("resolve", "C7", "--as", "disposed", "--note", "seen ended in Ryng", *_base(sim))
+    shown = cli("history", "C7")
+    assert shown.code == 0
+    assert "logID 42" in shown.out and "'Callback'" in shown.out and "ring at 5" in shown.out
+    assert "seen ended in Ryng" in shown.out
