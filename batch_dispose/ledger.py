@@ -110,7 +110,11 @@ class Ledger:
         from filelock import FileLock, Timeout
 
         if lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerError(f"{path.parent}: cannot make the ledger's folder ({exc.strerror or exc}), so "
+                                  f"nothing was sent; choose another place with --ledger.", path=path) from None
         guard = FileLock(f"{path}.lock", timeout=0)
         if lock:
             try:
