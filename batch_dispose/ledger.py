@@ -237,9 +237,11 @@ class Ledger:
         return int(cursor.lastrowid or 0)
 
     def end_run(self, run_id: int, counts: Mapping[Status, int]) -> None:
+        """The run's counts; then the WAL is folded into the main file (each file of a sweep ends complete)."""
         with self._transaction():
             self._db.execute("UPDATE runs SET finished_at = ?, counts = ? WHERE id = ?",
                              (iso(utc_now()), json.dumps({str(k): v for k, v in counts.items()}), run_id))
+        self.checkpoint()
 
     def journal(self, host: str, run_id: int) -> RunJournal:
         return RunJournal(self, host, run_id)
