@@ -72,8 +72,9 @@ def decide(call: CallRequest, given: Given | None, known: CallRecord | None, *, 
         return Decision(False, Status.SKIPPED, f"already {given.status}{at} (results workbook); not sent again")
     if given.status == Status.UNKNOWN:
         if retry_unknown or force:
-            return Decision(True, message=f"re-sent with --retry-unknown: it was left unknown by an earlier "
-                            f"run{at}", resends_unknown=True)
+            flag = "--retry-unknown" if retry_unknown else "--force"
+            return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run{at}",
+                            resends_unknown=True)
         return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run{at} (results workbook); not "
                         f"re-sent: check the call in Ryng, or re-run with --retry-unknown")
     return Decision(True)
@@ -97,7 +98,8 @@ def _from_ledger(call: CallRequest, known: CallRecord, *, force: bool, retry_unk
             return Decision(True, message=f"sent again with --force: it was probably disposed at {known.finished_at}")
         return Decision(False, Status.UNKNOWN, f"probably disposed already: {known.message} ({source})")
     if retry_unknown or force:
-        return Decision(True, message=f"re-sent with --retry-unknown: it was left unknown by an earlier run at "
+        flag = "--retry-unknown" if retry_unknown else "--force"
+        return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run at "
                         f"{known.finished_at} ({_name(known.file)})", resends_unknown=True)
     return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run at {known.finished_at} "
                     f"({_name(known.file)}); not re-sent: check the call in Ryng, or re-run with --retry-unknown")
