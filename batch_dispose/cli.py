@@ -260,7 +260,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
     if args.json:
-        print(json.dumps({"files": [file_json(item.result, item.moved_to) for item in swept.files],
+        print(json.dumps({"files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
+                                    for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
     return int(code)
 

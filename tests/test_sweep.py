@@ -508,3 +508,25 @@ def test_a_lone_403_is_that_rows_status_not_a_token_stop(cli, simulator, tmp_pat
     assert [entry["exit_code"] for entry in files] == [1, 0]
     assert files[0]["counts"]["unauthorized"] == 1 and files[0]["moved_to"]
     assert _names(inbox / "done") == {"a.csv", "b.csv"}
+
+
+def test_a_file_replaced_while_an_earlier_one_runs_waits_for_the_next_sweep(cli, sim, tmp_path: Path) -> None:
+    """A waiting file the export overwrote while the sweep ran an earlier one stays in the inbox (exit 1);
+    the next sweep files it, and no call is sent twice."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first, second = write_csv(inbox / "a.csv", rows_of(3)), write_csv(inbox / "b.csv", rows_of(3, start=2000))
+    _age(first, second)
+    settings = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports")
+
+    def rewrite(path: Path) -> None:
+        if path == first:
+            write_csv(second, rows_of(4, start=3000))  # the export overwrote b.csv before it was read
+
+    swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), reporter=_Meddler(on_start=rewrite)))
+    assert int(swept.exit_code) == 1
+    assert swept.files[1].moved_to is None and "changed while the sweep" in str(swept.files[1].note)
+    _age(second)
+    result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert set(sim.stats.received.values()) == {1}
