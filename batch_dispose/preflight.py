@@ -22,7 +22,10 @@ def check_places(settings: Settings, *, ledger: bool = True) -> None:
     if ledger:
         path = settings.ledger_path
         check_folder(path.parent, "ledger folder", "--ledger (or ledger in the config)")
-        if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
+        if path.exists() and not path.is_file():
+            raise NotWritableError(f"{path}: the ledger is not a file (a folder?), so nothing was sent; move it "
+                                   f"away or choose another with --ledger.", path=path, role="ledger")
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
             raise NotWritableError(f"{path}: the ledger cannot be written by this user, so nothing was sent; "
                                    f"give this user write access to it, or choose another with --ledger.",
                                    path=path, role="ledger")

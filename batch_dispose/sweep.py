@@ -111,7 +111,7 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
     def moved(file_result: FileResult) -> None:
         path = file_result.input_path
         now = Fingerprint.of(path)
-        if now is None:
+        if not path.exists():
             result.files.append(SweptFile(file_result, None, f"{path}: the file disappeared from the inbox during "
                                           f"the sweep; nothing to file (what was sent is in the ledger)."))
         elif now != taken.get(path):
