@@ -4,7 +4,9 @@ over an old workbook, unknowns settled by a person, damaged ledgers and unwritab
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -283,8 +285,11 @@ def test_a_damaged_ledger_stops_every_command_with_one_sentence(cli, sim, tmp_pa
     before = ledger.read_bytes()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
+    waiting = write_csv(inbox / "more.csv", rows_of(2, start=7000))
+    os.utime(waiting, (time.time() - 120, time.time() - 120))
     for args in (("run", source, *_base(sim), "--json"), ("validate", source, *_base(sim)),
-                 ("history", "1000"), ("resolve", "1000", "--as", "disposed", *_base(sim))):
+                 ("sweep", inbox, *_base(sim)), ("history", "1000"),
+                 ("resolve", "1000", "--as", "disposed", *_base(sim))):
         result = cli(*args)
         assert result.code == 2, (args, result.err)
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1, result.err
@@ -292,6 +297,7 @@ def test_a_damaged_ledger_stops_every_command_with_one_sentence(cli, sim, tmp_pa
     assert json.loads(cli("run", source, *_base(sim), "--json").out)["exit_code"] == 2
     assert sim.stats.route_requests == 3
     assert ledger.read_bytes() == before
+    assert waiting.is_file()  # the sweep left its file in the inbox
 
 
 def test_a_run_folds_the_wal_into_the_ledger(cli, sim, tmp_path: Path) -> None:
