@@ -371,3 +371,17 @@ def test_history_shows_what_was_sent_and_who_resolved(cli, simulator, tmp_path: 
     assert shown.code == 0
     assert "logID 42" in shown.out and "'Callback'" in shown.out and "ring at 5" in shown.out
     assert "seen ended in Ryng" in shown.out
+
+
+def test_call_history_answers_from_the_users_ledger_without_one_too(cli, sim, tmp_path: Path) -> None:
+    """The library's "did call X go through?" gives the state and outcomes, and nothing (no error, no new
+    ledger) before any run."""
+    from batch_dispose.prior import call_history
+    from batch_dispose.settings import Settings
+
+    settings = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports")
+    assert call_history(settings, "1000") == ([], [])
+    assert not default_ledger().exists()
+    cli("run", write_csv(tmp_path / "calls.csv", rows_of(1)), *_base(sim))
+    records, events = call_history(settings, "1000")
+    assert records[0].disposed and records[0].log_id == 5000 and events[0].status == "disposed"
