@@ -14,6 +14,8 @@ from pathlib import Path
 from .errors import NotWritableError
 from .settings import Settings
 
+PROBE_BYTES = 64 * 1024  # about what the first commits and the workbook's first part need
+
 
 def check_places(settings: Settings, *, ledger: bool = True) -> None:
     """Raise NotWritableError naming the folder and the fix if the reports folder (or, with `ledger`, the
@@ -39,8 +41,11 @@ def check_folder(folder: Path, role: str, option: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor, probe = tempfile.mkstemp(prefix=".batch-dispose-probe-", dir=folder)
-        os.close(descriptor)
-        os.unlink(probe)
+        try:
+            os.write(descriptor, bytes(PROBE_BYTES))  # a full disk refuses this (an empty file would pass)
+        finally:
+            os.close(descriptor)
+            os.unlink(probe)
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise NotWritableError(f"{folder}: the {role} cannot be written ({why}), so nothing was sent; make it "
