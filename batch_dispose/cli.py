@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(validate)
     validate.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
+    validate.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger to consult with a target "
+                          "(default: the user's own)")
     _add_common(validate)
 
     sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)")
@@ -85,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
     history.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    resolve = commands.add_parser("resolve", help="record what you checked in Ryng about calls (disposed or not)")
+    resolve.add_argument("call_ids", nargs="+", metavar="CALLID", help="the call IDs you checked")
+    resolve.add_argument("--as", dest="as_", required=True, choices=("disposed", "failed"),
+                         help="disposed: Ryng shows it ended; failed: it was not, send it again")
+    resolve.add_argument("--note", default="", metavar="TEXT", help="why (kept in the history)")
+    _add_target_options(resolve)
+    resolve.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: the user's own)")
+    resolve.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
+    resolve.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    resolve.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end")
     demo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
@@ -232,6 +245,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print_lines(summary_lines(item.result), err)
         if item.moved_to is not None:
             print(f"moved to: {item.moved_to}", file=err)
+        elif item.note:
+            print(item.note, file=err)
     if swept.waiting:
         print(f"left for the next sweep (changed in the last 10 s): {', '.join(p.name for p in swept.waiting)}",
               file=err)
@@ -239,7 +254,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
     if args.json:
-        print(json.dumps({"files": [file_json(item.result, item.moved_to) for item in swept.files],
+        print(json.dumps({"files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
+                                    for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
     return int(code)
 
@@ -375,6 +391,20 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return ExitCode.OK
 
 
+def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .prior import resolve_calls
+
+    done = resolve_calls(_settings(args), args.call_ids, disposed=args.as_ == "disposed", note=args.note)
+    if args.json:
+        print(json.dumps({"resolved": [{"call_id": r.call_id, "host": r.host, "was": r.before,
+                                        "now": "disposed" if r.disposed else "failed", "by": r.who, "note": r.why}
+                                       for r in done], "exit_code": 0}), file=out)
+    for r in done:
+        now = "disposed: later runs skip it" if r.disposed else "not disposed: the next run sends it"
+        print(f"{r.call_id} on {r.host}: was {r.before}, recorded as {now} (by {r.who})", file=err)
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .demo import run_demo
 
@@ -388,5 +418,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "config": _config,
     "simulate": _simulate,
     "history": _history,
+    "resolve": _resolve,
     "demo": _demo,
 }

@@ -25,6 +25,9 @@ DESCRIPTIONS = {
              "then moved to INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. A file "
              "whose run stopped early (token rejected, server unavailable, interrupted) stays in the inbox for the "
              "next sweep. For cron.",
+    "resolve": "For calls left unknown: after checking them in Ryng, record whether each was disposed. --as "
+               "disposed: later runs skip it; --as failed: later runs send it again. The ledger's history keeps who "
+               "(your user name), when and why (--note).",
     "config": "Prints every setting after flags, batch-dispose.toml and defaults are combined, with where it came "
               "from, then checks what a run will need: the token (a file that is readable and private, or "
               "RYNG_ACCESS_TOKEN), the dispositions file, the ledger's folder (and the ledger, if it exists), the "

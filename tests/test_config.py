@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOKEN, read_results, rows_of, write_csv
+from tests.conftest import TOKEN, default_ledger, read_results, rows_of, write_csv
 
 #: Every setting a user can put in the file or on the command line (the long flags, `_` for `-`).
 SETTINGS = ("base_url", "concurrency", "rate", "timeout", "retries", "reports_dir", "ledger", "dispositions",
@@ -140,7 +140,7 @@ def test_defaults_are_the_documented_ones(cli, tmp_path: Path) -> None:
     assert settings["timeout"]["value"] == "30 s"
     assert settings["retries"]["value"] == "3"
     assert Path(settings["reports_dir"]["value"]) == tmp_path / "reports"
-    assert Path(settings["ledger"]["value"]) == tmp_path / "reports" / "ledger.sqlite"
+    assert Path(settings["ledger"]["value"]) == default_ledger()  # the user's, not the folder's
     assert {entry["source"] for entry in settings.values()} == {"default"}
 
 
