@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,18 +16,11 @@ from typing import Any, TextIO
 
 from . import __version__
 from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, UsageError
+from .helptext import DESCRIPTIONS, HelpFormatter, epilog
 from .models import ExitCode, FileResult
+from .streams import PipeGuard
 
-EXIT_CODES_HELP = """exit codes:
-  0   every row disposed or skipped
-  1   some rows failed, invalid, pending or unknown (sweep: or a file was rejected)
-  2   usage error or unusable input: nothing was sent
-  3   the server rejected the access token
-  75  another run holds the ledger's lock
-  130 a second Ctrl-C: stopped at once, no workbook written
-
-The access token comes from the environment variable RYNG_ACCESS_TOKEN or from --token-file,
-never from the command line."""
+FILE_HELP = "a spreadsheet (.csv .xlsx .xls .ods), or a results workbook from an earlier run"
 
 
 SERVE_EXIT_CODES_HELP = """exit codes:
@@ -38,77 +32,68 @@ never from the command line, and never reaches the page."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with exit code 2 for usage errors (as documented) and no abbreviations."""
+    """argparse with exit code 2 for usage errors (as documented), no abbreviations, and --help that ends
+    with the command's own notes and exit codes (helptext.py), wrapped to the terminal's width."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        command = str(kwargs.get("prog") or "").partition(" ")[2] or None  # "batch-dispose run" -> "run"
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("epilog", EXIT_CODES_HELP)  # every command's --help ends with the exit codes
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("description", DESCRIPTIONS.get(command or ""))
+        kwargs.setdefault("epilog", epilog(command))
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="batch-dispose", description="Apply call dispositions to the Ryng dialer from a "
-                     "spreadsheet (CSV, XLSX, XLS, ODS).")
+    parser = _Parser(prog="batch-dispose")
     parser.add_argument("--version", action="version", version=f"batch-dispose {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    run = commands.add_parser("run", help="send the rows of one or more files",
-                              description="Validate each FILE, send its valid rows to Ryng, and write a results "
-                              "workbook per file. A results workbook given back sends only what is left.")
-    run.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    run = commands.add_parser("run", help="send the rows of one or more files")
+    run.add_argument("files", nargs="+", type=Path, metavar="FILE", help=FILE_HELP)
     _add_run_options(run)
 
-    validate = commands.add_parser("validate", help="check files and show the requests, send nothing",
-                                   description="A dry run: write the results workbook (invalid / ready) and "
-                                   "show a few of the exact requests, token masked.")
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate = commands.add_parser("validate", help="check files and show the requests, send nothing")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help=FILE_HELP)
     _add_target_options(validate)
     validate.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
+    validate.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger to consult with a target "
+                          "(default: the user's own)")
     _add_common(validate)
 
-    sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)",
-                                description="Each .csv/.xlsx/.xls/.ods in INBOX (not hidden, not changed in "
-                                "the last 10 s) is run in name order, then moved to "
-                                "INBOX/done/, or to INBOX/rejected/ with NAME.reason.txt if it cannot be used. "
-                                "A file whose run stopped early (token rejected, server unavailable, "
-                                "interrupted) stays in the inbox for the next sweep.")
-    sweep.add_argument("inbox", type=Path, metavar="INBOX")
+    sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)")
+    sweep.add_argument("inbox", type=Path, metavar="INBOX", help="the folder the day's exports are dropped into")
     _add_run_options(sweep)
 
-    config = commands.add_parser("config", help="show the settings in effect and where each came from",
-                                 description="Prints every setting after flags, batch-dispose.toml and defaults "
-                                 "are combined, with its source. The token is shown only as set or not set.")
+    config = commands.add_parser("config", help="show the settings in effect and check them (for cron)")
     _add_run_options(config)
 
-    simulate = commands.add_parser("simulate", help="run the built-in fake Ryng server on loopback",
-                                   description="A fake Ryng End Preview Call API on 127.0.0.1, for trying the "
-                                   "tool and for tests. Runs until Ctrl-C.")
-    simulate.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
-    simulate.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer (default: 0)")
-    simulate.add_argument("--jitter-ms", type=float, default=0.0, help="latency varies by +/- this (default: 0)")
-    simulate.add_argument("--fail-rate", type=float, default=0.0, help="fraction answered 500 (default: 0)")
+    simulate = commands.add_parser("simulate", help="run the built-in fake Ryng server on loopback")
+    simulate.add_argument("--port", type=int, default=8765, metavar="P", help="port (default: 8765; 0: a free one)")
+    for flag, text in (("--latency-ms", "delay before each answer"), ("--jitter-ms", "latency varies by +/- this")):
+        simulate.add_argument(flag, type=float, default=0.0, metavar="MS", help=f"{text} (default: 0)")
+    for flag, text in (("--fail-rate", "answered 500"), ("--hang-rate", "never answered"),
+                       ("--reset-rate", "reset after reading"), ("--html-rate", "answered 502 with HTML")):
+        simulate.add_argument(flag, type=float, default=0.0, metavar="F", help=f"fraction {text} (default: 0)")
     simulate.add_argument("--fail-ids", default="", metavar="IDS", help="comma-separated callIDs answered 500")
     simulate.add_argument("--status-mix", default="", metavar="MIX", help="e.g. 429:0.05,503:0.02,502:0.01")
     simulate.add_argument("--rate-limit", type=int, default=None, metavar="N", help="answer 429 above N requests/s")
-    simulate.add_argument("--hang-rate", type=float, default=0.0, help="fraction never answered (default: 0)")
-    simulate.add_argument("--reset-rate", type=float, default=0.0, help="fraction reset after reading (default: 0)")
-    simulate.add_argument("--html-rate", type=float, default=0.0, help="fraction answered 502 with HTML (default: 0)")
     simulate.add_argument("--repeat-fails", action="store_true", help="a second end-call for a callID answers 500")
-    simulate.add_argument("--seed", type=int, default=None, help="seed for the random faults")
-    simulate.add_argument("--token", default="simulator-token", help="the token it accepts (default: simulator-token)")
+    simulate.add_argument("--seed", type=int, default=None, metavar="N", help="seed for the random faults")
+    simulate.add_argument("--token", default="simulator-token", metavar="T",
+                          help="the token it accepts (default: simulator-token)")
 
-    history = commands.add_parser("history", help="what the ledger knows about call IDs or a run",
-                                  description="Answers 'did call X go through?': each call ID's state on each "
-                                  "Ryng host and every recorded outcome (when, which run, which file and row). "
-                                  "With no call ID, lists the recent runs.")
-    history.add_argument("call_ids", nargs="*", metavar="CALLID")
-    history.add_argument("--run", type=int, metavar="N", help="every outcome recorded by run N")
-    history.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: reports/ledger.sqlite)")
+    history = commands.add_parser("history", help="what the ledger knows about call IDs or a run")
+    history.add_argument("call_ids", nargs="*", metavar="CALLID", help="call IDs to look up (none: the recent runs)")
+    history.add_argument("--run", type=int, metavar="N", help="the outcomes recorded by run N")
+    history.add_argument("--limit", type=_positive, default=20, metavar="N",
+                         help="runs listed, or outcomes shown per call or run (default: 20)")
+    history.add_argument("--ledger", type=Path, metavar="PATH",
+                         help="the ledger (default: the per-user ledger; see `batch-dispose config`)")
     history.add_argument("--reports-dir", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     history.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
-    history.add_argument("--json", action="store_true", help="print JSON instead of text")
+    history.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     serve = commands.add_parser("serve", help="the ops page: upload, check, fix, send and watch in a browser",
@@ -126,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
                                description="Starts the simulator on a free loopback port (two calls set to "
                                "fail), runs sample_data/end_of_day.xlsx through `run` and checks the outcome.")
+
+    resolve = commands.add_parser("resolve", help="record what you checked in Ryng about calls (disposed or not)")
+    resolve.add_argument("call_ids", nargs="+", metavar="CALLID", help="the call IDs you checked")
+    resolve.add_argument("--as", dest="as_", required=True, choices=("disposed", "failed"),
+                         help="disposed: Ryng shows it ended; failed: it was not, send it again")
+    resolve.add_argument("--note", default="", metavar="TEXT", help="why (kept in the history)")
+    _add_target_options(resolve)
+    resolve.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: the user's own)")
+    resolve.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
+    resolve.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    resolve.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end")
     demo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
                       help="where the workbook goes (default: reports/)")
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -154,7 +152,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, metavar="N", help="extra attempts when the server is busy "
                         "(default: 3)")
     parser.add_argument("--reports-dir", type=Path, metavar="DIR", help="where workbooks go (default: reports/)")
-    parser.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger (default: REPORTS_DIR/ledger.sqlite)")
+    parser.add_argument("--ledger", type=Path, metavar="PATH",
+                        help="the ledger (default: the per-user ledger; see `batch-dispose config`)")
     parser.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
     parser.add_argument("--token-file", type=Path, metavar="FILE", help="read the token from FILE "
                         "(default: the RYNG_ACCESS_TOKEN environment variable)")
@@ -164,17 +163,36 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run one command; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    if any(arg == "--token" or arg.startswith("--token=") for arg in argv[1:] if argv[:1] != ["simulate"]):
+    """Run one command; returns the exit code. A reader that goes away (`| head`) ends output quietly."""
+    out, err = PipeGuard(stdout or sys.stdout), PipeGuard(stderr or sys.stderr)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), out, err)  # type: ignore[arg-type]
+    except BrokenPipeError:  # not through a guard (a library printing directly): still no traceback
+        out.drop()
+        return ExitCode.ROWS_LEFT
+    finally:
+        out.flush()
+        err.flush()
+
+
+def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
+    command_at = next((n for n, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    if any((arg == "--token" or arg.startswith("--token=")) and (n < command_at or argv[command_at] != "simulate")
+           for n, arg in enumerate(argv)):  # simulate's --token is the fake server's own
         print("batch-dispose: the token is never taken from the command line (it would show in shell history "
               "and process lists); set RYNG_ACCESS_TOKEN or use --token-file FILE.", file=err)
         return ExitCode.USAGE
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # argparse prints to sys.std*
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return int(exc.code or 0)
     command: Callable[[argparse.Namespace, TextIO, TextIO], int] = COMMANDS[args.command]
@@ -232,9 +250,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     settings, token = _run_setup(args, err)
     reporter = reporter_for(err, quiet=args.quiet)
-    results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop))
-    for result in results:
+    def finished(result: FileResult) -> None:  # each file's summary as soon as it ends
         print_lines(summary_lines(result), err)
+
+    results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop,
+                                                        after_file=finished))
     return _report(results, args, out, several=len(args.files) > 1)
 
 
@@ -249,6 +269,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print_lines(summary_lines(item.result), err)
         if item.moved_to is not None:
             print(f"moved to: {item.moved_to}", file=err)
+        elif item.note:
+            print(item.note, file=err)
     if swept.waiting:
         print(f"left for the next sweep (changed in the last 10 s): {', '.join(p.name for p in swept.waiting)}",
               file=err)
@@ -256,29 +278,23 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
     if args.json:
-        print(json.dumps({"files": [file_json(item.result, item.moved_to) for item in swept.files],
+        print(json.dumps({"files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
+                                    for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
     return int(code)
 
 
 def _config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .credentials import ENV_VAR
+    from .config import find_config
+    from .doctor import examine
 
-    settings = _settings(args)
-    if settings.token_file is not None:
-        token = f"from the file {settings.token_file} ({'present' if settings.token_file.is_file() else 'MISSING'})"
-    else:
-        token = f"set in {ENV_VAR}" if os.environ.get(ENV_VAR, "").strip() else f"NOT SET ({ENV_VAR} is empty)"
-    rows = [(name, value, settings.sources.get(name, "default")) for name, value in settings.described()]
+    setup = examine(_settings(args), config_file=find_config(args.config, Path.cwd()))
+    code = ExitCode.OK if setup.ok else ExitCode.ROWS_LEFT  # 1: a check failed
     if args.json:
-        print(json.dumps({"settings": {name: {"value": value, "source": source} for name, value, source in rows},
-                          "token": token}), file=out)
-        return ExitCode.OK
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value}   ({source})", file=out)
-    print(f"{'token':<{width}}  {token}", file=out)
-    return ExitCode.OK
+        print(json.dumps(setup.to_json() | {"exit_code": int(code)}), file=out)
+        return code
+    print("\n".join(setup.lines()), file=out)
+    return code
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -392,43 +408,24 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from dataclasses import asdict
+    from .history import ask
 
-    from .ledger import Ledger
+    answer = ask(_settings(args).ledger_path, call_ids=args.call_ids, run_id=args.run, limit=args.limit)
+    print(json.dumps(answer.data) if args.json else "\n".join(answer.lines), file=out)
+    return ExitCode.OK
 
-    path = _settings(args).ledger_path
-    if not path.is_file():
-        raise UsageError(f"There is no ledger at {path} yet: nothing has been sent with it.")
-    with Ledger.open(path, lock=False) as ledger:
-        if args.run is not None or args.call_ids:
-            events = ([*ledger.events(run_id=args.run)] if args.run is not None else [])
-            states = {call_id: ledger.state(call_id) for call_id in args.call_ids}
-            for call_id in args.call_ids:
-                events += ledger.events(call_id=call_id)
-            if args.json:
-                print(json.dumps({"calls": {c: [dict(zip(("host", "status", "disposed_at"), s, strict=True))
-                                                for s in rows] for c, rows in states.items()},
-                                  "events": [asdict(event) for event in events]}), file=out)
-                return ExitCode.OK
-            for call_id, rows in states.items():
-                if not rows:
-                    print(f"{call_id}: the ledger has no record of this call ID", file=out)
-                for host, status, disposed_at in rows:
-                    when = f" (disposed at {disposed_at})" if disposed_at else ""
-                    print(f"{call_id} on {host}: {status}{when}", file=out)
-            for e in events:
-                code = f" ({e.http_status})" if e.http_status else ""
-                print(f"  {e.at}  run {e.run_id}  {Path(e.file).name} row {e.row}  {e.call_id}: "
-                      f"{e.status}{code}  {e.message}", file=out)
-            return ExitCode.OK
-        runs = ledger.runs()
-        if args.json:
-            print(json.dumps({"runs": [dict(zip(("id", "host", "file", "started_at", "finished_at", "counts"), run,
-                                                strict=True)) for run in runs]}), file=out)
-            return ExitCode.OK
-        for run_id, host, file, started_at, finished_at, counts in runs:
-            print(f"run {run_id}  {started_at}  {Path(file).name} -> {host}  "
-                  f"{counts or 'did not finish: ' + str(finished_at)}", file=out)
+
+def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .prior import resolve_calls
+
+    done = resolve_calls(_settings(args), args.call_ids, disposed=args.as_ == "disposed", note=args.note)
+    if args.json:
+        print(json.dumps({"resolved": [{"call_id": r.call_id, "host": r.host, "was": r.before,
+                                        "now": "disposed" if r.disposed else "failed", "by": r.who, "note": r.why}
+                                       for r in done], "exit_code": 0}), file=out)
+    for r in done:
+        now = "disposed: later runs skip it" if r.disposed else "not disposed: the next run sends it"
+        print(f"{r.call_id} on {r.host}: was {r.before}, recorded as {now} (by {r.who})", file=err)
     return ExitCode.OK
 
 
@@ -458,5 +455,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "simulate": _simulate,
     "history": _history,
     "serve": _serve,
+    "resolve": _resolve,
     "demo": _demo,
 }

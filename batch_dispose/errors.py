@@ -2,10 +2,13 @@
 
     BatchDisposeError               anything we expect and explain in one sentence
     ├── UsageError                  a flag, config or token problem (exit 2)
-    │   └── ConfigError             batch-dispose.toml is unreadable or has an unknown key
+    │   ├── ConfigError             batch-dispose.toml is unreadable or has an unknown key
+    │   └── NotInLedgerError        `resolve` named a call ID the ledger has no record of
     ├── InputFileError              a file that cannot be used at all (exit 2, nothing sent)
     ├── LockHeldError               another run holds the ledger's lock (exit 75)
+    ├── NotWritableError            the reports folder or the ledger's folder cannot be written (exit 2)
     └── LedgerError                 the ledger cannot be opened or is not ours (exit 2)
+        ├── DamagedLedgerError      an existing file that is not a healthy ledger: nothing sent (exit 2)
         └── LedgerWriteError        the ledger could not record mid-run (disk full?): sending stopped (exit 1)
 
 Each carries its context as keyword-only attributes; ``str(exc)`` is the sentence a person reads.
@@ -34,6 +37,16 @@ class ConfigError(UsageError):
         self.key = key
 
 
+class NotInLedgerError(UsageError):
+    """`resolve` named call IDs that the ledger has no record of on that host."""
+
+    def __init__(self, message: str, *, path: Path, host: str, call_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.path = path
+        self.host = host
+        self.call_ids = call_ids
+
+
 class InputFileError(BatchDisposeError):
     """A file that cannot be used at all; the message names the file and what to do."""
 
@@ -50,6 +63,15 @@ class LockHeldError(BatchDisposeError):
         self.path = path
 
 
+class NotWritableError(BatchDisposeError):
+    """A folder a run must write to (reports, the ledger's) cannot be written; checked before anything is sent."""
+
+    def __init__(self, message: str, *, path: Path, role: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.role = role  # "reports folder" or "ledger folder"
+
+
 class LedgerError(BatchDisposeError):
     """The ledger file cannot be opened, or was written by a newer version."""
 
@@ -60,3 +82,12 @@ class LedgerError(BatchDisposeError):
 
 class LedgerWriteError(LedgerError):
     """The ledger could not record while a run was sending; the run stops (nothing unrecorded is sent)."""
+
+
+class DamagedLedgerError(LedgerError):
+    """An existing file where the ledger should be is not a healthy ledger (empty, not SQLite, damaged,
+    another program's database). Never replaced by a new one: the calls it knows would be sent again."""
+
+    def __init__(self, message: str, *, path: Path, reason: str) -> None:
+        super().__init__(message, path=path)
+        self.reason = reason

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,11 +31,12 @@ if TYPE_CHECKING:
     import httpx
 
     from .credentials import Secret
-    from .ledger import Ledger
+    from .ledger import CallRecord, Ledger
     from .loading import Table
+    from .prior import Given
 
 RUN_STATUSES = tuple(status for status in Status if status is not Status.READY)
-VALIDATE_STATUSES = (Status.READY, Status.INVALID)
+VALIDATE_STATUSES = (Status.READY, Status.SKIPPED, Status.UNKNOWN, Status.INVALID)
 PREVIEW_REQUESTS = 3
 
 
@@ -71,16 +72,18 @@ class Plan:
     to_send: list[CallRequest]
     warnings: list[str]
     notes: dict[int, str]  # row index -> why it is sent although an earlier run settled it
+    resent_unknown: set[int] = field(default_factory=set)  # row indexes re-sent with --retry-unknown
 
 
 def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
-         history: Callable[[list[str]], Mapping[str, tuple[Status, str]]] | None = None) -> Plan:
+         history: Callable[[list[str]], Mapping[str, CallRecord]] | None = None) -> Plan:
     """Validate every row and decide which to send; the rest get their status now.
 
-    A row an earlier run disposed (the ledger, or the status column of a results workbook given
-    back) is skipped unless --force; one it left unknown stays unknown unless --retry-unknown.
-    `history(call_ids)` answers from the ledger: call ID -> (SKIPPED or UNKNOWN, message).
+    What earlier runs say (the ledger through `history(call_ids)`, and the status column of a
+    results workbook given back) is weighed by `prior.decide`: the ledger is the truth about what
+    was sent; only --force sends a call it has as disposed.
     """
+    from .prior import decide
     from .schema import validate
 
     results = RowResults(len(table))
@@ -88,37 +91,35 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     for index, message in validation.messages.items():
         results.set(index, Outcome(Status.INVALID, message))
     known = history([call.call_id for call in validation.requests]) if history and validation.requests else {}
-    to_send, notes = [], {}
+    to_send, notes, resent_unknown, changed = [], {}, set(), 0
     for call in validation.requests:
-        earlier = _from_workbook(table, call.index) or known.get(call.call_id)
-        if earlier is None:
-            to_send.append(call)
-            continue
-        status, message = earlier
-        if status is Status.SKIPPED and settings.force:
-            notes[call.index] = "sent again with --force: it was " + message.split(";")[0]
-        elif status is Status.UNKNOWN and (settings.retry_unknown or settings.force):
-            notes[call.index] = "re-sent with --retry-unknown: it was " + message.split(";")[0]
-        else:
-            results.set(call.index, Outcome(status, message))
+        decision = decide(call, _from_workbook(table, call.index), known.get(call.call_id),
+                          force=settings.force, retry_unknown=settings.retry_unknown)
+        if not decision.send:
+            assert decision.status is not None
+            results.set(call.index, Outcome(decision.status, decision.message))
+            changed += decision.changed
             continue
         to_send.append(call)
-    return Plan(table, results, to_send, list(table.warnings), notes)
+        if decision.message:
+            notes[call.index] = decision.message
+        if decision.resends_unknown:
+            resent_unknown.add(call.index)
+    warnings = list(table.warnings)
+    if changed:
+        warnings.append(f"skipped with different content: {changed} (already disposed, but the file now says "
+                        f"something else than what was sent; each row's message names both values). Nothing was "
+                        f"sent again; --force would send them.")
+    return Plan(table, results, to_send, warnings, notes, resent_unknown)
 
 
-def _from_workbook(table: Table, index: int) -> tuple[Status, str] | None:
-    """What the status column of a results workbook given back says about a row, if it settles it."""
+def _from_workbook(table: Table, index: int) -> Given | None:
+    """What the status column of a results workbook given back says about a row, if it is one."""
+    from .prior import Given
+
     if table.prior_status is None:
         return None
-    status = table.prior_status[index]
-    when = table.prior_finished[index] if table.prior_finished else ""
-    at = f" at {when}" if when else ""
-    if status in (Status.DISPOSED, Status.SKIPPED):
-        return Status.SKIPPED, f"already {status}{at} (results workbook); not sent again"
-    if status == Status.UNKNOWN:
-        return Status.UNKNOWN, (f"left unknown by an earlier run{at} (results workbook); not re-sent: check the "
-                                f"call in Ryng, or re-run with --retry-unknown")
-    return None
+    return Given(table.prior_status[index], table.prior_finished[index] if table.prior_finished else "")
 
 
 def combined_exit_code(results: Sequence[FileResult]) -> ExitCode:
@@ -130,10 +131,15 @@ def combined_exit_code(results: Sequence[FileResult]) -> ExitCode:
     return ExitCode.OK if codes <= {ExitCode.OK} else ExitCode.ROWS_LEFT
 
 
-def exit_code_for(counts: Mapping[Status, int]) -> ExitCode:
-    if counts.get(Status.UNAUTHORIZED):
+def exit_code_for(counts: Mapping[Status, int], stop_reason: StopReason | None = None) -> ExitCode:
+    """3 only for a token problem: the run stopped on 3 rejections in a row, or every row it sent was rejected
+    (too few to make three); a lone 403 among answered calls is that row's status (exit 1)."""
+    unauthorized = counts.get(Status.UNAUTHORIZED, 0)
+    answered = sum(counts.get(status, 0) for status in (Status.DISPOSED, Status.FAILED, Status.UNKNOWN))
+    if stop_reason is StopReason.UNAUTHORIZED or (unauthorized and not answered):
         return ExitCode.UNAUTHORIZED
-    if any(counts.get(status) for status in (Status.FAILED, Status.INVALID, Status.PENDING, Status.UNKNOWN)):
+    if any(counts.get(status) for status in (Status.FAILED, Status.INVALID, Status.PENDING, Status.UNKNOWN,
+                                             Status.UNAUTHORIZED)):
         return ExitCode.ROWS_LEFT
     return ExitCode.OK
 
@@ -166,12 +172,16 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     """`validate`: the workbook with ready/invalid rows, and a preview of the first requests."""
     from .client import preview
     from .loading import load, read_dispositions
+    from .preflight import check_places
+    from .prior import reading
     from .workbook import write_results
 
     started = utc_now()
+    check_places(settings, ledger=False)
     allowed = read_dispositions(settings.dispositions) if settings.dispositions else None
     table = load(path)
-    decided = plan(table, settings, allowed)
+    with reading(settings) as history:  # with a target: rows `run` would skip show as skipped
+        decided = plan(table, settings, allowed, history)
     for call in decided.to_send:
         decided.results.set(call.index, Outcome(Status.READY, "ready to send"))
     counts = decided.results.counts()
@@ -181,7 +191,8 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     results_path = write_results(table, decided.results, summary, reports_dir=settings.reports_dir, started=started)
     previews = [preview(settings.base_url, call) for call in decided.to_send[:PREVIEW_REQUESTS]]
     result = FileResult(path, results_path, len(table), {s: counts[s] for s in VALIDATE_STATUSES}, started,
-                        finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] else ExitCode.OK,
+                        finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN]
+                        else ExitCode.OK,
                         warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows))
     (reporter or QuietReporter()).file_finished(result)
     return result, previews
@@ -204,8 +215,13 @@ async def run_files(paths: Sequence[Path], settings: Settings, token: Secret, *,
     `after_file` sees each result as soon as its workbook is written (sweep moves the file then).
     Raises LockHeldError (nothing sent) if another run holds the lock."""
     from .ledger import Ledger
+    from .preflight import check_places
 
+    check_places(settings)  # before the first request leaves: a sentence, exit 2, nothing sent
     with Ledger.open(settings.ledger_path) as ledger:
+        notice = ledger.take_over(settings.old_ledger_path)
+        if notice:
+            ledger.notices.append(notice)
         return await _run_files(paths, settings, token, reporter or QuietReporter(), stop or asyncio.Event(),
                                 transport, ledger, after_file or (lambda result: None), stop_when)
 
@@ -248,6 +264,7 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
 async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | None, client,  # type: ignore[no-untyped-def]
                     reporter: Reporter, stop: asyncio.Event, ledger: Ledger) -> FileResult:
     from .loading import load
+    from .prior import SettlingJournal, new_host_notice
     from .runlog import RunLog
     from .runner import STOP_MESSAGES, Runner, SendOptions
     from .workbook import input_stem, write_results
@@ -257,12 +274,17 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     assert settings.base_url is not None
     decided = plan(table, settings, allowed, ledger.history_lookup(settings.base_url))
     results = decided.results
+    warnings = [*ledger.notices, *decided.warnings]
+    ledger.notices.clear()
     stop_reason: StopReason | None = None
     if settings.strict and results.counts()[Status.INVALID]:
         stop_reason = StopReason.STRICT
         to_send: list[CallRequest] = []
     else:
         to_send = decided.to_send
+    new_host = new_host_notice(ledger, settings.base_url) if to_send else None
+    if new_host:
+        warnings.append(new_host)
     reporter.file_started(path, len(table), len(to_send))
     call_ids = table.field_cells("callID")
 
@@ -273,6 +295,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
             log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
 
     def on_outcome(call: CallRequest, outcome: Outcome) -> None:
+        outcome = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
         note = decided.notes.get(call.index)
         if note:
             outcome = replace(outcome, message=f"{outcome.message} ({note})")
@@ -282,9 +305,10 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
 
     try:
         run_id = ledger.begin_run(settings.base_url, path, table.sha256)
+        journal = SettlingJournal(ledger.journal(settings.base_url, run_id), decided.resent_unknown)
         if to_send:
             runner = Runner(client, SendOptions(settings.concurrency, settings.retries, settings.rate),
-                            journal=ledger.journal(settings.base_url, run_id), on_outcome=on_outcome, stop=stop)
+                            journal=journal, on_outcome=on_outcome, stop=stop)
             stop_reason = await runner.run(to_send)
         for index in range(len(results)):  # rows the run never reached
             if results.status[index] is Status.PENDING and not results.message[index]:
@@ -293,7 +317,6 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         counts = results.counts()
         ledger.end_run(run_id, {status: counts[status] for status in RUN_STATUSES})
         finished = utc_now()
-        warnings = list(decided.warnings)
         if settings.force:
             warnings.append("--force: rows already disposed were sent again.")
         summary = summary_rows(table, settings, counts, RUN_STATUSES, started=started, finished=finished,
@@ -304,7 +327,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     finally:
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
-                      exit_code_for(counts), stop_reason, tuple(warnings), problems=results.problems(table.rows))
+                      exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
+                      problems=results.problems(table.rows))
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

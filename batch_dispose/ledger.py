@@ -1,10 +1,17 @@
 """The ledger: what was sent to which Ryng host, durably, so no call is sent twice by accident.
 
 SQLite in WAL mode with `synchronous=FULL`: a committed record survives a crash of the tool and of
-the machine. Each row is recorded as `sending` *before* its request leaves and gets its outcome
-after (one transaction per batch, see `runner.py`). A run that dies leaves `sending` rows; the next
-run, holding the lock, turns them into `unknown`. A call once disposed on a host stays known as
-disposed (`disposed_at`), even if a later forced send fails.
+the machine. Each row is recorded as `sending` *before* its request leaves, with what is sent
+(logID, disposition, notes), and gets its outcome after (one transaction per batch, see
+`runner.py`). A run that dies leaves `sending` rows; the next run, holding the lock, turns them into
+`unknown`. A call once disposed on a host stays known as disposed (`disposed_at`), even if a later
+forced send fails; only a person's `resolve --as failed` clears it.
+
+By default the ledger belongs to the user (`settings.default_ledger_path()`), not to a folder. An
+existing file is never replaced: one that is not a healthy ledger (empty, not SQLite, a damaged
+page, another program's database) stops every command that would rely on it, with a sentence. A
+new ledger is made only where no file exists, atomically (built aside, then linked into place).
+Each run ends with a checkpoint, so the `-wal` file is folded into the main file.
 
 An exclusive OS lock beside the ledger (`ledger.sqlite.lock`) lets one run at a time use it; the
 kernel releases it when the process dies, so a lock is never stale.
@@ -18,67 +25,20 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LedgerError, LedgerWriteError, LockHeldError
+from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, wal_of
 from .models import CallRequest, Outcome, Status, iso, utc_now
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "CallRecord", "Event", "Ledger", "RunJournal"]
 SENDING = "sending"
 LOOKUP_CHUNK = 500
-
-_SCHEMA = """
-CREATE TABLE runs (
-    id          INTEGER PRIMARY KEY,
-    host        TEXT NOT NULL,
-    file        TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    pid         INTEGER NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,            -- NULL: the run died before it finished
-    counts      TEXT             -- JSON {status: n} at the end
-);
-CREATE TABLE calls (             -- the latest state of each call on each host
-    host        TEXT NOT NULL,
-    call_id     TEXT NOT NULL,
-    status      TEXT NOT NULL,   -- sending, or the row's last outcome
-    run_id      INTEGER NOT NULL REFERENCES runs(id),
-    row         INTEGER NOT NULL,
-    http_status INTEGER,
-    message     TEXT,
-    attempts    INTEGER,
-    sent_at     TEXT NOT NULL,
-    finished_at TEXT,
-    disposed_at TEXT,            -- when it was first disposed; never cleared
-    PRIMARY KEY (host, call_id)
-) WITHOUT ROWID;
-CREATE TABLE events (            -- every outcome ever recorded, for `history`
-    id          INTEGER PRIMARY KEY,
-    run_id      INTEGER NOT NULL REFERENCES runs(id),
-    host        TEXT NOT NULL,
-    call_id     TEXT NOT NULL,
-    row         INTEGER,
-    status      TEXT NOT NULL,
-    http_status INTEGER,
-    message     TEXT,
-    attempts    INTEGER,
-    at          TEXT NOT NULL
-);
-CREATE INDEX events_by_call ON events (call_id);  -- `history CALLID`; `history --run N` scans (rare)
-CREATE TRIGGER outcome_event AFTER UPDATE OF status ON calls WHEN NEW.status != 'sending'
-BEGIN
-    INSERT INTO events (run_id, host, call_id, row, status, http_status, message, attempts, at)
-    VALUES (NEW.run_id, NEW.host, NEW.call_id, NEW.row, NEW.status, NEW.http_status, NEW.message,
-            NEW.attempts, NEW.finished_at);
-END;
-"""
-
-
 @dataclass(frozen=True)
 class Event:
-    """One recorded outcome, for `history`."""
+    """One recorded outcome, for `history` (a person's `resolve` too: then `who` and `why` are set)."""
 
     run_id: int
     host: str
@@ -90,23 +50,71 @@ class Event:
     attempts: int | None
     at: str
     file: str
+    log_id: int | None = None  # what was sent (None: recorded before the ledger kept it)
+    disposition: str | None = None
+    notes: str | None = None
+    who: str | None = None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the ledger knows about one call on one host: its latest state and what was last sent."""
+
+    host: str
+    call_id: str
+    status: str  # sending, or the last outcome (a Status value)
+    disposed_at: str | None
+    finished_at: str | None
+    http_status: int | None
+    message: str | None
+    run_id: int
+    file: str  # the input file of the run that last sent it (or `resolve by NAME`)
+    row: int | None
+    log_id: int | None = None  # None: sent by a ledger of schema 1, which did not keep it
+    disposition: str | None = None
+    notes: str | None = None
+    resolved_by: str | None = None  # the person whose `resolve` set the current status
+
+    @property
+    def disposed(self) -> bool:
+        return self.disposed_at is not None
+
+    @property
+    def probably_disposed(self) -> bool:
+        """Left unknown, then re-sent with --retry-unknown and answered 500: the first attempt probably
+        disposed it (see `prior.after_resend`). Only --force or `resolve --as failed` sends it again."""
+        return self.status == Status.UNKNOWN and self.http_status == 500
+
+
+_RECORD_COLUMNS = ("c.host, c.call_id, c.status, c.disposed_at, c.finished_at, c.http_status, c.message, c.run_id, "
+                   "r.file, c.row, c.log_id, c.disposition, c.notes, c.resolved_by")
 
 
 class Ledger:
-    """An open ledger, holding the lock. Use `Ledger.open(path)` as a context manager."""
+    """An open ledger. Use `Ledger.open(path)` (locked, for sending) or `Ledger.read(path)` as a context manager."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, writer: ThreadPoolExecutor) -> None:
         self.path = path
         self._db = connection
         self.writer = writer  # the one thread that commits while a run sends (see RunJournal)
+        self.notices: list[str] = []  # one-line things the next file's result should say (a takeover)
 
     @classmethod
     @contextmanager
     def open(cls, path: Path, *, lock: bool = True) -> Iterator[Ledger]:
-        """Lock (unless `lock=False`, for reading history), open, migrate and recover the ledger."""
+        """Lock (unless `lock=False`, for reading history), check, migrate and recover the ledger.
+
+        With the lock, a ledger is created where no file exists; without it (history), a missing ledger
+        is an error. An existing file that is not a healthy ledger raises DamagedLedgerError."""
         from filelock import FileLock, Timeout
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if lock:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerError(f"{path.parent}: cannot make the ledger's folder ({exc.strerror or exc}), so "
+                                  f"nothing was sent; choose another place with --ledger.", path=path) from None
         guard = FileLock(f"{path}.lock", timeout=0)
         if lock:
             try:
@@ -114,14 +122,24 @@ class Ledger:
             except Timeout:
                 raise LockHeldError(f"another batch-dispose run is using the ledger {path}; "
                                     f"nothing was sent. Try again when it has finished.", path=path) from None
+            except OSError as exc:
+                raise LedgerError(f"{path}: cannot lock the ledger ({exc.strerror or exc}), so nothing was sent; "
+                                  f"make {path.parent} writable for this user, or choose another place with "
+                                  f"--ledger.", path=path) from None
         try:
-            connection = _connect(path)
+            if not path.exists() and not wal_of(path).exists():
+                if not lock:
+                    raise LedgerError(f"There is no ledger at {path} yet: nothing has been sent with it.", path=path)
+                create(path)
+            connection = connect(path)
             writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
             try:
                 ledger = cls(path, connection, writer)
                 if lock:
                     ledger.recover()
                 yield ledger
+                if lock:
+                    ledger.checkpoint()
             finally:
                 writer.shutdown(wait=True)
                 connection.close()
@@ -129,10 +147,54 @@ class Ledger:
             if lock:
                 guard.release()
 
+    @classmethod
+    @contextmanager
+    def read(cls, path: Path) -> Iterator[Ledger | None]:
+        """The ledger for reading only (validate): no lock, never created; None when there is no file.
+        A damaged one raises DamagedLedgerError like any other command."""
+        if not path.exists() and not wal_of(path).exists():
+            yield None
+            return
+        with cls.open(path, lock=False) as ledger:
+            yield ledger
+
+    def take_over(self, old: Path | None) -> str | None:
+        """Merge in, once, a ledger left at the old default place (REPORTS_DIR/ledger.sqlite), holding its lock
+        too, then rename it aside (`ledger.sqlite.merged-YYYYmmdd`) so it is not merged again. Returns the line
+        that says so, or None when there is nothing to take over."""
+        import hashlib
+
+        from .files import move_unique
+        from .ledgerfile import merge
+
+        if old is None or not (old.exists() or wal_of(old).exists()) or old.resolve() == self.path.resolve():
+            return None
+        with Ledger.open(old) as previous:  # its lock, its health check, migration and recovery
+            previous.checkpoint()
+            digest = hashlib.sha256()
+            with open(old, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            try:
+                merged = merge(self._db, old, digest.hexdigest())
+            except sqlite3.Error as exc:
+                raise write_error(self.path, exc) from None
+        aside = move_unique(old, old.parent, f"{old.name}.merged-{utc_now().strftime('%Y%m%d')}", "")
+        if merged is None:
+            return f"the ledger {old} had already been merged into {self.path}; it was renamed to {aside.name}"
+        runs, calls = merged
+        return (f"took over the ledger {old} (the old default place): {runs} runs and {calls} calls merged into "
+                f"{self.path}; the old file was renamed to {aside.name}")
+
     def pragmas(self) -> dict[str, object]:
         """journal_mode, synchronous and user_version as SQLite reports them (for tests and `history`)."""
         return {name: self._db.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous", "user_version")}
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (end of a run): a copy of the main file alone is then complete."""
+        with suppress(sqlite3.Error):  # not fatal: the WAL stays beside the ledger and SQLite folds it in later
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def recover(self) -> int:
         """Rows left `sending` by a run that died become `unknown`; returns how many."""
@@ -147,45 +209,46 @@ class Ledger:
             self._db.execute("UPDATE runs SET finished_at = ? WHERE finished_at IS NULL", (f"died before {now}",))
         return len(stuck)
 
-    def history_lookup(self, host: str) -> Callable[[list[str]], Mapping[str, tuple[Status, str]]]:
-        """For `job.plan`: call IDs this host has disposed (skipped) or left unknown."""
-        def lookup(call_ids: list[str]) -> dict[str, tuple[Status, str]]:
-            found: dict[str, tuple[Status, str]] = {}
-            for start in range(0, len(call_ids), LOOKUP_CHUNK):
-                chunk = call_ids[start:start + LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT c.call_id, c.status, c.disposed_at, c.finished_at, r.file FROM calls c "
-                    f"JOIN runs r ON r.id = c.run_id WHERE c.host = ? AND c.call_id IN ({marks})", (host, *chunk))
-                for call_id, status, disposed_at, finished_at, file in rows:
-                    if disposed_at is not None:
-                        found[call_id] = (Status.SKIPPED, f"already disposed at {disposed_at} "
-                                          f"(ledger; last sent from {Path(file).name}); not sent again")
-                    elif status in (SENDING, Status.UNKNOWN):
-                        found[call_id] = (Status.UNKNOWN, f"left unknown by an earlier run at {finished_at} "
-                                          f"({Path(file).name}); not re-sent: check the call in Ryng, "
-                                          f"or re-run with --retry-unknown")
-            return found
-        return lookup
+    def known(self, host: str, call_ids: Sequence[str]) -> dict[str, CallRecord]:
+        """What the ledger knows about each of these call IDs on this host (those it knows)."""
+        found: dict[str, CallRecord] = {}
+        for start in range(0, len(call_ids), LOOKUP_CHUNK):
+            chunk = list(call_ids[start:start + LOOKUP_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM calls c JOIN runs r ON r.id = c.run_id "
+                               f"WHERE c.host = ? AND c.call_id IN ({marks})", (host, *chunk))
+            found.update((row[1], CallRecord(*row)) for row in rows)
+        return found
 
-    def begin_run(self, host: str, file: Path, sha256: str) -> int:
+    def history_lookup(self, host: str) -> Callable[[list[str]], Mapping[str, CallRecord]]:
+        """For `job.plan`: call ID -> what the ledger knows about it on this host (see `prior.decide`)."""
+        return lambda call_ids: self.known(host, call_ids)
+
+    def knows_host(self, host: str) -> bool:
+        """True once any run against this Ryng host was recorded here."""
+        return bool(self._query("SELECT 1 FROM runs WHERE host = ? LIMIT 1", (host,)))
+
+    def begin_run(self, host: str, file: Path | str, sha256: str) -> int:
         with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO runs (host, file, sha256, pid, started_at) VALUES (?, ?, ?, ?, ?)",
-                (host, str(file.resolve()), sha256, os.getpid(), iso(utc_now())))
+                (host, str(file.resolve()) if isinstance(file, Path) else file, sha256, os.getpid(),
+                 iso(utc_now())))
         return int(cursor.lastrowid or 0)
 
     def end_run(self, run_id: int, counts: Mapping[Status, int]) -> None:
+        """The run's counts; then the WAL is folded into the main file (each file of a sweep ends complete)."""
         with self._transaction():
             self._db.execute("UPDATE runs SET finished_at = ?, counts = ? WHERE id = ?",
                              (iso(utc_now()), json.dumps({str(k): v for k, v in counts.items()}), run_id))
+        self.checkpoint()
 
     def journal(self, host: str, run_id: int) -> RunJournal:
         return RunJournal(self, host, run_id)
 
     def commit(self, host: str, run_id: int, finished: Sequence[tuple[CallRequest, Outcome]],
                starting: Sequence[CallRequest]) -> None:
-        """Outcomes just in, and intents of rows about to be sent, in one durable transaction."""
+        """Outcomes just in, and intents of rows about to be sent (with what is sent), in one durable transaction."""
         now = iso(utc_now())
         with self._transaction():
             if finished:
@@ -197,30 +260,66 @@ class Ledger:
                       o.finished_at or now, host, call.call_id) for call, o in finished])  # + event (trigger)
             if starting:
                 self._db.executemany(
-                    "INSERT INTO calls (host, call_id, status, run_id, row, sent_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO calls (host, call_id, status, run_id, row, sent_at, log_id, disposition, notes) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (host, call_id) DO UPDATE SET status = excluded.status, run_id = excluded.run_id, "
                     "row = excluded.row, sent_at = excluded.sent_at, http_status = NULL, message = NULL, "
-                    "attempts = NULL, finished_at = NULL",
-                    [(host, call.call_id, SENDING, run_id, call.row, now) for call in starting])
+                    "attempts = NULL, finished_at = NULL, log_id = excluded.log_id, "
+                    "disposition = excluded.disposition, notes = excluded.notes, resolved_by = NULL",
+                    [(host, call.call_id, SENDING, run_id, call.row, now, call.log_id, call.disposition, call.notes)
+                     for call in starting])
+
+    def resolve(self, host: str, call_ids: Sequence[str], *, disposed: bool, who: str, why: str,
+                run_id: int) -> list[CallRecord]:
+        """Record what a person checked in Ryng: disposed (later runs skip the call) or not (later runs send
+        it). Returns each call's record as it was before; an event keeps who, when and why."""
+        before = self.known(host, call_ids)
+        now = iso(utc_now())
+        checked = f"recorded by {who} after checking in Ryng" + (f": {why}" if why else "")
+        message = (f"disposed ({checked}); not sent again" if disposed
+                   else f"not disposed ({checked}); the next run sends it")
+        with self._transaction():
+            for call_id in call_ids:
+                self._db.execute(
+                    "UPDATE calls SET status = ?, http_status = NULL, message = ?, attempts = NULL, finished_at = ?, "
+                    "run_id = ?, resolved_by = ?, disposed_at = CASE WHEN ? THEN coalesce(disposed_at, ?) END "
+                    "WHERE host = ? AND call_id = ?",
+                    (Status.DISPOSED.value if disposed else Status.FAILED.value, message, now, run_id, who,
+                     disposed, now, host, call_id))
+                self._db.execute("UPDATE events SET why = ? WHERE id = (SELECT max(id) FROM events "
+                                 "WHERE host = ? AND call_id = ?)", (why or None, host, call_id))
+        return [before[call_id] for call_id in call_ids]
+
+    def calls(self, call_id: str) -> list[CallRecord]:
+        """What the ledger knows about a call ID on each host it knows it on (`history`)."""
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM calls c JOIN runs r ON r.id = c.run_id "
+                           f"WHERE c.call_id = ? ORDER BY c.host", (call_id,))
+        return [CallRecord(*row) for row in rows]
 
     def events(self, *, call_id: str | None = None, run_id: int | None = None, limit: int = 200) -> list[Event]:
         """Recorded outcomes, newest first, for one call ID (any host) or one run."""
         where, args = ("e.call_id = ?", (call_id,)) if call_id is not None else ("e.run_id = ?", (run_id,))
-        rows = self._db.execute(
+        rows = self._query(
             f"SELECT e.run_id, e.host, e.call_id, e.row, e.status, e.http_status, e.message, e.attempts, e.at, "
-            f"r.file FROM events e JOIN runs r ON r.id = e.run_id WHERE {where} ORDER BY e.id DESC LIMIT ?",
-            (*args, limit)).fetchall()
+            f"r.file, e.log_id, e.disposition, e.notes, e.who, e.why FROM events e JOIN runs r ON r.id = e.run_id "
+            f"WHERE {where} ORDER BY e.id DESC LIMIT ?", (*args, limit))
         return [Event(*row) for row in rows]
 
     def state(self, call_id: str) -> list[tuple[str, str, str | None]]:
-        """(host, status, disposed_at) of a call ID on each host the ledger knows it on."""
-        return self._db.execute("SELECT host, status, disposed_at FROM calls WHERE call_id = ? ORDER BY host",
-                                (call_id,)).fetchall()
+        """(host, status, disposed_at) of a call ID on each host the ledger knows it on (see `calls` for more)."""
+        return self._query("SELECT host, status, disposed_at FROM calls WHERE call_id = ? ORDER BY host", (call_id,))
 
     def runs(self, limit: int = 20) -> list[tuple[int, str, str, str, str | None, str | None]]:
         """(id, host, file, started_at, finished_at, counts JSON), newest first."""
-        return self._db.execute("SELECT id, host, file, started_at, finished_at, counts FROM runs "
-                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return self._query("SELECT id, host, file, started_at, finished_at, counts FROM runs "
+                           "ORDER BY id DESC LIMIT ?", (limit,))
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list:  # type: ignore[type-arg]
+        """A read; a damaged page found on the way is a sentence, not a traceback."""
+        try:
+            return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, f"SQLite: {exc}") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -233,9 +332,7 @@ class Ledger:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LedgerWriteError(f"{self.path}: the ledger could not record ({exc}); sending stopped. Free some "
-                                   f"disk space and run the file again: rows in flight will show as unknown.",
-                                   path=self.path) from None
+            raise write_error(self.path, exc) from None
 
 
 class RunJournal:
@@ -253,34 +350,18 @@ class RunJournal:
             self._ledger.writer, self._ledger.commit, self._host, self._run_id, finished, starting)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"{path}: cannot open the ledger ({exc}).", path=path) from None
-    try:
-        _prepare(connection, path)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+def write_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):  # not the disk's space: the file itself
+        fix = ("The ledger file is damaged: restore it from a backup (with its -wal file) before the next run; "
+               "until then no run can tell what was sent")
+    elif code == sqlite3.SQLITE_FULL:
+        fix = "Free some disk space and run the file again"
+    elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        fix = f"Make {path.parent} and the ledger writable for this user and run the file again"
+    else:
+        fix = "Check the disk holding it and run the file again"
+    return LedgerWriteError(f"{path}: the ledger could not record ({exc}); sending stopped. {fix}: rows in "
+                            f"flight will show as unknown.", path=path)
 
 
-def _prepare(connection: sqlite3.Connection, path: Path) -> None:
-    try:
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LedgerError(f"{path}: the ledger was written by a newer batch-dispose (schema {version}); "
-                              f"upgrade batch-dispose.", path=path)
-        if version == 0:
-            tables = connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-            if tables:
-                raise LedgerError(f"{path}: this SQLite file is not a batch-dispose ledger; use --ledger to "
-                                  f"name another file.", path=path)
-            connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    except sqlite3.DatabaseError as exc:
-        raise LedgerError(f"{path}: cannot open the ledger ({exc}); if it is damaged, move it aside and "
-                          f"the next run starts a new one (rows then are not known as sent).", path=path) from None

@@ -10,6 +10,15 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 3
 DEFAULT_REPORTS_DIR = Path("reports")
 LEDGER_NAME = "ledger.sqlite"
+APP_NAME = "batch-dispose"
+
+
+def default_ledger_path() -> Path:
+    """The user's own ledger, whatever the working folder or reports dir: the platform's per-user state
+    folder (`~/.local/state/batch-dispose/ledger.sqlite` on Linux; XDG_STATE_HOME moves it)."""
+    from platformdirs import user_state_path
+
+    return user_state_path(APP_NAME, appauthor=False) / LEDGER_NAME
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT_S
     retries: int = DEFAULT_RETRIES
     reports_dir: Path = DEFAULT_REPORTS_DIR
-    ledger: Path | None = None  # None: reports_dir / ledger.sqlite
+    ledger: Path | None = None  # None: the user's ledger (default_ledger_path())
     dispositions: Path | None = None
     token_file: Path | None = None
     strict: bool = False
@@ -32,7 +41,13 @@ class Settings:
 
     @property
     def ledger_path(self) -> Path:
-        return self.ledger if self.ledger is not None else self.reports_dir / LEDGER_NAME
+        return self.ledger if self.ledger is not None else default_ledger_path()
+
+    @property
+    def old_ledger_path(self) -> Path | None:
+        """Where the ledger was by default before it moved to the user's state folder (taken over once by
+        the next sending command); None when --ledger or the config names the ledger."""
+        return self.reports_dir / LEDGER_NAME if self.ledger is None else None
 
     def described(self) -> list[tuple[str, str]]:
         """(name, value) pairs for the Summary sheet and `batch-dispose config`."""

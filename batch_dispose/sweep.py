@@ -5,12 +5,16 @@ in name order, holding the ledger's lock throughout. A file that was run moves t
 that cannot be used moves to `INBOX/rejected/` with `NAME.reason.txt` beside it. Moving is the last
 step: a crash leaves the file in the inbox for the next sweep, and the ledger keeps its rows from
 being sent twice. A run that stopped early (token rejected, server unavailable, interrupted) also
-leaves its file in the inbox, so the next sweep finishes it; the sweep then stops.
+leaves its file in the inbox, so the next sweep finishes it; the sweep then stops. A file whose
+content changed while it was run (size, modification time or SHA-256 differ from when the sweep
+took it) also stays, for the next sweep: the new content was not all sent. A file that vanished
+during the sweep is said so, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +41,28 @@ STOPPING = (StopReason.UNAUTHORIZED, StopReason.UNAVAILABLE, StopReason.UNRESPON
 class SweptFile:
     result: FileResult
     moved_to: Path | None
+    note: str | None = None  # why it was left where it is (changed or vanished during the sweep)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a file was when the sweep took it: changed size, mtime or content means it was replaced."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> Fingerprint | None:
+        try:
+            before = path.stat()
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        return cls(before.st_size, before.st_mtime_ns, digest.hexdigest())
 
 
 @dataclass
@@ -46,10 +72,12 @@ class SweepResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 when every file ended 0 (an empty inbox too); a rejected file (exit 2) counts as 1."""
+        """0 when every file ended 0 (an empty inbox too); a rejected file (exit 2) counts as 1, and so does a
+        file left in the inbox because it changed or vanished during the sweep."""
         from .job import combined_exit_code
 
-        return combined_exit_code([swept.result for swept in self.files])
+        code = combined_exit_code([swept.result for swept in self.files])
+        return ExitCode.ROWS_LEFT if code is ExitCode.OK and any(swept.note for swept in self.files) else code
 
 
 def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path]]:
@@ -78,17 +106,27 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
     if not ready:
         return result
     stop = stop or asyncio.Event()
+    taken = {path: Fingerprint.of(path) for path in ready}
 
     def moved(file_result: FileResult) -> None:
-        if _left_for_next_sweep(file_result) is not None:
+        path = file_result.input_path
+        now = Fingerprint.of(path)
+        if not path.exists():
+            result.files.append(SweptFile(file_result, None, f"{path}: the file disappeared from the inbox during "
+                                          f"the sweep; nothing to file (what was sent is in the ledger)."))
+        elif now != taken.get(path):
+            result.files.append(SweptFile(file_result, None, f"{path}: the file changed while the sweep was running "
+                                          f"it (size, time or content); left in the inbox for the next sweep, which "
+                                          f"sends what the new content adds."))
+        elif _left_for_next_sweep(file_result) is not None:
             result.files.append(SweptFile(file_result, None))
-        elif file_result.error is not None:
-            destination = _move(file_result.input_path, inbox / "rejected")
-            reason = destination.with_name(destination.name + ".reason.txt")
-            reason.write_text(file_result.error + "\n", encoding="utf-8")
-            result.files.append(SweptFile(file_result, destination))
         else:
-            result.files.append(SweptFile(file_result, _move(file_result.input_path, inbox / "done")))
+            try:
+                result.files.append(SweptFile(file_result, _file(file_result, inbox)))
+            except OSError as exc:
+                result.files.append(SweptFile(file_result, None, f"{path}: could not be moved out of the inbox "
+                                              f"({exc.strerror or exc}); the next sweep runs it again and the "
+                                              f"ledger skips what was sent."))
 
     await run_files(ready, settings, token, reporter=reporter, stop=stop, transport=transport, after_file=moved,
                     stop_when=_left_for_next_sweep)
@@ -96,11 +134,22 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
 
 
 def _left_for_next_sweep(result: FileResult) -> StopReason | None:
-    """A file whose run stopped early, or whose token was rejected at all, stays in the inbox (its
-    leftovers go out on the next sweep; the ledger skips what went through) and ends the sweep."""
+    """A file whose run stopped early (the token rejected 3 times in a row, the server unavailable, an
+    interruption) stays in the inbox (its leftovers go out on the next sweep; the ledger skips what went
+    through) and ends the sweep. A lone 403 is that row's status: the file is filed, the sweep goes on."""
     if result.stop_reason in STOPPING:
         return result.stop_reason
     return StopReason.UNAUTHORIZED if result.exit_code is ExitCode.UNAUTHORIZED else None
+
+
+def _file(result: FileResult, inbox: Path) -> Path:
+    """Move a finished file to done/, or an unusable one to rejected/ with its reason beside it."""
+    if result.error is None:
+        return _move(result.input_path, inbox / "done")
+    destination = _move(result.input_path, inbox / "rejected")
+    reason = destination.with_name(destination.name + ".reason.txt")
+    reason.write_text(result.error + "\n", encoding="utf-8")
+    return destination
 
 
 def _move(path: Path, folder: Path) -> Path:

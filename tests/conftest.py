@@ -19,6 +19,23 @@ TOKEN = "test-token-3f9a1c"  # what the simulators in tests accept
 HEADER = ["callID", "logID", "disposition", "notes"]
 
 
+@pytest.fixture(autouse=True)
+def _private_state_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test gets its own per-user state folder (and home): the default ledger lives there, never in
+    the real user's home."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    return home
+
+
+def default_ledger() -> Path:
+    """Where the default (per-user) ledger is for the running test."""
+    from batch_dispose.settings import default_ledger_path
+
+    return default_ledger_path()
+
+
 @pytest.fixture
 def simulator() -> Iterator[Callable[..., RunningSimulator]]:
     """Start simulators (a real aiohttp server on a free loopback port); all stopped after the test."""

@@ -101,3 +101,27 @@ def test_every_exit_code_is_in_the_readme_table(code: ExitCode) -> None:
 def test_every_status_is_in_the_readme(status: str) -> None:
     """The README names every status a results workbook can hold (as `status` or in a table)."""
     assert re.search(rf"`{status}`|\|\s*\**{status}\**\s*\|", _readme()), f"status {status} not in README"
+
+
+def _readme_exit_codes_by_command(text: str) -> dict[str, set[int]]:
+    """`| `validate` | 0 … · 1 … |` rows of the README's per-command exit code table, as {command: codes}."""
+    found: dict[str, set[int]] = {}
+    in_section = False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            in_section = "exit code" in line.lower()
+        elif in_section and (row := re.match(r"\|\s*`(\w+)`\s*\|(.*)\|\s*$", line)):
+            found[row.group(1)] = {int(code) for code in re.findall(r"(?:^|·)\s*(\d+)\s", row.group(2))}
+    return found
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_readme_gives_each_command_the_exit_codes_its_help_lists(capsys, command: str) -> None:
+    """The README's exit codes for a command (its own row, or the main table for run and sweep) match its --help."""
+    section = _help(capsys, command).split("exit codes:\n", 1)[1]
+    listed = {int(code) for code in re.findall(r"^\s+(\d+)\s+\S", section, re.MULTILINE)}
+    readme = _readme_exit_codes_by_command(_readme()).get(command)
+    if readme is None:
+        assert command in ("run", "sweep"), f"the README's exit codes section has no row for {command}"
+        readme = {int(cell) for cell in _exit_code_table_rows(_readme()) if cell.isdigit()}
+    assert readme == listed, f"{command}: README {sorted(readme)}, --help {sorted(listed)}"

@@ -28,7 +28,7 @@ from batch_dispose.credentials import Secret
 from batch_dispose.errors import InputFileError
 from batch_dispose.loading import Table, load
 from batch_dispose.schema import validate
-from tests.conftest import HEADER, read_results, write_csv, write_xlsx
+from tests.conftest import HEADER, default_ledger, read_results, write_csv, write_xlsx
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STATUSES = {"disposed", "skipped", "unauthorized", "failed", "invalid", "pending", "unknown"}
@@ -363,7 +363,7 @@ def test_canary_token_appears_in_no_stream_file_log_or_traceback(cli, simulator,
         from batch_dispose.errors import LockHeldError
         from batch_dispose.ledger import Ledger
 
-        with Ledger.open(tmp_path / "reports" / "ledger.sqlite"), pytest.raises(LockHeldError) as crashed:
+        with Ledger.open(default_ledger()), pytest.raises(LockHeldError) as crashed:
             cli("run", source, "--base-url", sim.base_url, "--debug", token=canary)  # --debug: the traceback
         texts.append("".join(traceback.format_exception(crashed.value)))
         settings_ = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports2",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from batch_dispose.ledger import Ledger
-from tests.conftest import TOKEN, read_results, rows_of, write_csv
+from tests.conftest import TOKEN, default_ledger, read_results, rows_of, write_csv
 
 
 def _spawn(*args: object, cwd: Path, token: str = TOKEN) -> subprocess.Popen[str]:
@@ -51,7 +51,7 @@ def _recorded_outcomes(ledger: Path) -> int:
 def test_ledger_pragmas_are_wal_full_and_versioned(tmp_path: Path) -> None:
     """The ledger is WAL with synchronous=FULL (2) and carries its schema version."""
     with Ledger.open(tmp_path / "ledger.sqlite") as ledger:
-        assert ledger.pragmas() == {"journal_mode": "wal", "synchronous": 2, "user_version": 1}
+        assert ledger.pragmas() == {"journal_mode": "wal", "synchronous": 2, "user_version": 2}
 
 
 def test_same_file_twice_sends_nothing_the_second_time(cli, sim, tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_force_sends_again_and_says_so(cli, sim, tmp_path: Path) -> None:
 def test_a_run_holding_the_lock_makes_another_exit_75_without_sending(cli, sim, tmp_path: Path) -> None:
     """While one run holds the ledger's lock, another prints one line and exits 75, sending nothing."""
     source = write_csv(tmp_path / "calls.csv", rows_of(3))
-    with Ledger.open(tmp_path / "reports" / "ledger.sqlite"):
+    with Ledger.open(default_ledger()):
         result = cli("run", source, "--base-url", sim.base_url, "--json")
     assert result.code == 75
     assert result.json()["exit_code"] == 75
@@ -135,7 +135,7 @@ def test_kill_9_at_any_moment_then_rerun_never_sends_twice(simulator, tmp_path: 
     _wait_for(lambda: sim.stats.route_requests >= kill_at)
     victim.kill()
     victim.communicate(timeout=30)
-    ledger = tmp_path / "reports" / "ledger.sqlite"
+    ledger = default_ledger()
     assert _integrity(ledger) == "ok"
 
     again = _spawn("run", source, *base, "--json", cwd=tmp_path)
@@ -158,9 +158,9 @@ def test_kill_9_at_any_moment_then_rerun_never_sends_twice(simulator, tmp_path: 
     final = {r["callID"]: r for r in read_results(Path(__import__("json").loads(out)["results"]))[1]}
     for call in unknown:
         assert sim.stats.received[call] <= 2
-        assert final[call]["status"] in ("disposed", "failed")
-        if final[call]["status"] == "failed":  # it had reached the server before the kill
-            assert sim.stats.disposed[call] == 1 and "already ended" in final[call]["message"]
+        assert final[call]["status"] in ("disposed", "unknown")
+        if final[call]["status"] == "unknown":  # it had reached the server before the kill: 500 on the re-send
+            assert sim.stats.disposed[call] == 1 and "probably disposed" in final[call]["message"]
     assert all(count == 1 for call, count in sim.stats.received.items() if call not in unknown)
     assert all(count <= 1 for count in sim.stats.disposed.values())
 
@@ -172,7 +172,7 @@ def test_row_in_flight_at_a_kill_is_unknown_until_retry_unknown(simulator, tmp_p
     source = write_csv(tmp_path / "calls.csv", rows_of(30))
     base = ["--base-url", sim.base_url, "--concurrency", "4"]
     victim = _spawn("run", source, *base, cwd=tmp_path)
-    _wait_for(lambda: _recorded_outcomes(tmp_path / "reports" / "ledger.sqlite") >= 29)  # all but the hung row
+    _wait_for(lambda: _recorded_outcomes(default_ledger()) >= 29)  # all but the hung row
     victim.kill()
     victim.communicate(timeout=30)
     again = _spawn("run", source, *base, "--json", cwd=tmp_path)

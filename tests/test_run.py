@@ -256,7 +256,7 @@ def test_validate_sends_nothing_and_marks_ready_or_invalid(cli, sim, tmp_path: P
     source = write_csv(tmp_path / "calls.csv", [*rows_of(4), ["bad id", 1, "X", ""]])
     result = cli("validate", source, *_base(sim), "--json")
     assert result.code == 1
-    assert result.json()["counts"] == {"ready": 4, "invalid": 1}
+    assert result.json()["counts"] == {"ready": 4, "skipped": 0, "unknown": 0, "invalid": 1}
     assert sim.stats.requests == 0
     assert "PATCH " + sim.base_url + "/rest-api/v1/preview/call/1000" in result.err
     assert "x-access-token: ********" in result.err and TOKEN not in result.err

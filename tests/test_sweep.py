@@ -20,7 +20,7 @@ from batch_dispose.models import Status
 from batch_dispose.progress import LineReporter
 from batch_dispose.settings import Settings
 from batch_dispose.sweep import sweep
-from tests.conftest import TOKEN, read_results, rows_of, write_csv, write_xlsx
+from tests.conftest import TOKEN, default_ledger, read_results, rows_of, write_csv, write_xlsx
 
 SPREADSHEETS = (".csv", ".xlsx", ".xls", ".ods")
 PROGRESS_BAR_MARKS = ("\r", "it/s", "%|")
@@ -321,7 +321,7 @@ def test_sweep_while_another_run_holds_the_lock_exits_75_and_sends_nothing(cli, 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     _age(write_csv(inbox / "a.csv", rows_of(3)), write_xlsx(inbox / "b.xlsx", rows_of(3, start=2000)))
-    with Ledger.open(tmp_path / "reports" / "ledger.sqlite"):
+    with Ledger.open(default_ledger()):
         result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
     assert result.code == 75
     assert result.json()["exit_code"] == 75
@@ -433,3 +433,100 @@ def test_each_workbook_has_a_run_log_with_one_line_per_row_and_no_token(cli, sim
             assert re.search(rf"\b{status}\b", lines[0])
     reports = tmp_path / "reports"
     assert len(list(reports.glob("*.log"))) == len(list(reports.glob("*.xlsx"))) == 2  # no stray logs
+
+
+# --- files that change or vanish mid-sweep, and a lone 403 ----------------------------------------------------
+
+
+class _Meddler:
+    """A reporter that does something to the inbox while a file is being run (as an export job or a person
+    would), through the reporter seam the CLI's progress bar uses."""
+
+    def __init__(self, on_first_outcome: Callable[[], None] | None = None,
+                 on_start: Callable[[Path], None] | None = None) -> None:
+        self._on_outcome, self._on_start = on_first_outcome, on_start
+
+    def file_started(self, path: Path, rows: int, to_send: int) -> None:
+        if self._on_start is not None:
+            self._on_start(path)
+
+    def outcome(self, status: Status) -> None:
+        if self._on_outcome is not None:
+            action, self._on_outcome = self._on_outcome, None
+            action()
+
+    def file_finished(self, result) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_file_replaced_during_its_run_stays_in_the_inbox_for_the_next_sweep(sim, tmp_path: Path) -> None:
+    """The export overwrites calls.csv while the sweep runs it: it is not filed as done; the next sweep
+    sends the new rows and skips what went through."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = write_csv(inbox / "calls.csv", rows_of(20, start=1000))
+    _age(source)
+    settings = Settings(base_url=sim.base_url, concurrency=2, reports_dir=tmp_path / "reports")
+
+    def replace() -> None:
+        write_csv(source, rows_of(20, start=5000))
+
+    swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), reporter=_Meddler(replace)))
+    assert swept.files[0].moved_to is None and "changed while the sweep was running" in str(swept.files[0].note)
+    assert source.is_file() and not (inbox / "done").exists()
+    _age(source)
+    again = asyncio.run(sweep(inbox, settings, Secret(TOKEN)))
+    assert again.files[0].moved_to == inbox / "done" / "calls.csv"
+    assert {str(5000 + n) for n in range(20)} <= set(sim.stats.received)
+    assert set(sim.stats.received.values()) == {1}
+
+
+def test_a_file_deleted_during_the_sweep_gets_a_sentence(cli, sim, tmp_path: Path) -> None:
+    """A waiting file deleted while an earlier one runs: one sentence for it, no traceback, the rest filed."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first, second = write_csv(inbox / "a.csv", rows_of(3)), write_csv(inbox / "b.csv", rows_of(3, start=2000))
+    _age(first, second)
+    settings = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports")
+    swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), reporter=_Meddler(on_start=lambda path: (
+        second.unlink() if path == first else None))))
+    assert swept.files[0].moved_to == inbox / "done" / "a.csv"
+    assert swept.files[1].moved_to is None and "disappeared" in str(swept.files[1].note)
+    assert int(swept.exit_code) == 1 and not (inbox / "rejected").exists()
+
+
+def test_a_lone_403_is_that_rows_status_not_a_token_stop(cli, simulator, tmp_path: Path) -> None:
+    """One call answered 403 among good ones: that row is unauthorized, the file is filed, later files run,
+    and the sweep exits 1, not 3."""
+    sim = simulator(scripts={"1002": [403]})
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _age(write_csv(inbox / "a.csv", rows_of(5)), write_csv(inbox / "b.csv", rows_of(3, start=2000)))
+    result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert result.code == 1, result.err
+    files = result.json()["files"]
+    assert [entry["exit_code"] for entry in files] == [1, 0]
+    assert files[0]["counts"]["unauthorized"] == 1 and files[0]["moved_to"]
+    assert _names(inbox / "done") == {"a.csv", "b.csv"}
+
+
+def test_a_file_replaced_while_an_earlier_one_runs_waits_for_the_next_sweep(cli, sim, tmp_path: Path) -> None:
+    """A waiting file the export overwrote while the sweep ran an earlier one stays in the inbox (exit 1);
+    the next sweep files it, and no call is sent twice."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first, second = write_csv(inbox / "a.csv", rows_of(3)), write_csv(inbox / "b.csv", rows_of(3, start=2000))
+    _age(first, second)
+    settings = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports")
+
+    def rewrite(path: Path) -> None:
+        if path == first:
+            write_csv(second, rows_of(4, start=3000))  # the export overwrote b.csv before it was read
+
+    swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), reporter=_Meddler(on_start=rewrite)))
+    assert int(swept.exit_code) == 1
+    assert swept.files[1].moved_to is None and "changed while the sweep" in str(swept.files[1].note)
+    _age(second)
+    result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert set(sim.stats.received.values()) == {1}

@@ -1,0 +1,235 @@
+"""`batch-dispose history`: what the ledger knows, as data (for `--json`, the page) and as lines for people.
+
+Reads the ledger without taking its lock, so it answers while a run is sending. Three questions:
+the recent runs; "did call X go through?" (its state on each Ryng host, what was sent, and every
+recorded outcome); and every outcome one run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .models import STATUS_ORDER
+
+DEFAULT_LIMIT = 20
+#: What was sent for a call, under the names the ledger may use for them (it records them from schema 2 on).
+SENT_FIELDS = {"logID": ("log_id", "logID", "logid"), "disposition": ("disposition", "disposition_name"),
+               "notes": ("notes",)}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run the ledger knows: which file went to which host, when, and how its rows ended."""
+
+    id: int
+    host: str
+    file: str
+    started_at: str
+    finished_at: str | None  # None while it runs; "died before …" when it never finished
+    counts: dict[str, int] | None  # None: the run did not finish
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HostState:
+    """A call's latest state on one Ryng host, and what was last sent for it (when the ledger keeps it)."""
+
+    host: str
+    status: str
+    disposed_at: str | None
+    sent: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """Everything the ledger knows about one call ID."""
+
+    call_id: str
+    hosts: tuple[HostState, ...]
+    events: tuple[Any, ...]  # ledger.Event, newest first
+    more: bool  # more events than the limit
+
+    @property
+    def known(self) -> bool:
+        return bool(self.hosts or self.events)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "hosts": [asdict(state) for state in self.hosts],
+                "events": [_event_json(event) for event in self.events], "more_events": self.more}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `history` says: `data` for --json (numbers as numbers), `lines` for people."""
+
+    data: dict[str, Any]
+    lines: list[str]
+
+
+def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, limit: int = DEFAULT_LIMIT) -> Answer:
+    """One run's outcomes (`run_id`), the calls asked about, or (neither) the recent runs."""
+    data: dict[str, Any] = {"ledger": str(path)}
+    lines: list[str] = []
+    with reading(path) as ledger:
+        if run_id is not None:
+            events, more = run_events(ledger, run_id, limit)
+            data |= {"run": run_id, "events": [_event_json(event) for event in events], "more_events": more}
+            lines += event_lines(events) or [f"run {run_id}: the ledger has no outcome recorded by it"]
+            lines += [f"  (the newest {limit} outcomes; --limit N shows more)"] if more else []
+        if call_ids:
+            calls = call_records(ledger, call_ids, limit)
+            data["calls"] = {record.call_id: record.to_json() for record in calls}
+            lines += call_lines(calls, limit)
+        if run_id is None and not call_ids:
+            runs, more = recent_runs(ledger, limit)
+            data |= {"runs": [run.to_json() for run in runs], "more_runs": more}
+            lines += run_lines(runs, more, limit)
+    return Answer(data, lines)
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[Any]:
+    """The ledger at `path`, opened for reading (no lock); a missing ledger is a sentence, not a new file."""
+    from .ledger import Ledger
+
+    if not path.is_file():
+        raise UsageError(f"There is no ledger at {path} yet: nothing has been sent with it (see `batch-dispose "
+                         f"config` for the ledger in use, or name one with --ledger PATH).")
+    with Ledger.open(path, lock=False) as ledger:
+        yield ledger
+
+
+def recent_runs(ledger: Any, limit: int = DEFAULT_LIMIT) -> tuple[list[RunRecord], bool]:
+    """The newest `limit` runs, newest first, and whether there are older ones."""
+    rows = ledger.runs(limit=limit + 1)
+    return [_run_record(row) for row in rows[:limit]], len(rows) > limit
+
+
+def call_records(ledger: Any, call_ids: Sequence[str], limit: int = DEFAULT_LIMIT) -> list[CallRecord]:
+    """Each call ID's state on each host, what was sent, and its newest `limit` outcomes."""
+    records = []
+    for call_id in call_ids:
+        events = ledger.events(call_id=call_id, limit=limit + 1)
+        rows = ledger.calls(call_id) if hasattr(ledger, "calls") else ledger.state(call_id)  # calls: schema 2
+        states = tuple(_host_state(row, events) for row in rows)
+        records.append(CallRecord(call_id, states, tuple(events[:limit]), len(events) > limit))
+    return records
+
+
+def run_events(ledger: Any, run_id: int, limit: int = DEFAULT_LIMIT) -> tuple[list[Any], bool]:
+    """The newest `limit` outcomes recorded by run `run_id`, and whether it recorded more."""
+    events = ledger.events(run_id=run_id, limit=limit + 1)
+    return events[:limit], len(events) > limit
+
+
+# --- lines for people -----------------------------------------------------------------------------------------
+
+
+def counts_text(counts: dict[str, int] | None) -> str:
+    """`33 disposed, 2 failed` in the usual status order, zeros left out."""
+    if not counts:
+        return "no rows"
+    order = [str(status) for status in STATUS_ORDER]
+    names = sorted(counts, key=lambda name: (order.index(name) if name in order else len(order), name))
+    return ", ".join(f"{counts[name]} {name}" for name in names if counts[name]) or "no rows"
+
+
+def run_lines(runs: Sequence[RunRecord], more: bool, limit: int) -> list[str]:
+    if not runs:
+        return ["The ledger has no runs yet."]
+    lines = []
+    for run in runs:
+        outcome = counts_text(run.counts) if run.counts is not None else (
+            "did not finish" + (f" ({run.finished_at})" if run.finished_at else "; it may still be running"))
+        lines.append(f"run {run.id}  {when(run.started_at)}  {Path(run.file).name} -> {run.host}  {outcome}")
+    if more:
+        lines.append(f"(the newest {limit} runs; --limit N shows more)")
+    return lines
+
+
+def call_lines(records: Sequence[CallRecord], limit: int) -> list[str]:
+    lines = []
+    for record in records:
+        if not record.known:
+            lines.append(f"{record.call_id}: the ledger has no record of this call ID")
+            continue
+        for state in record.hosts:
+            disposed = f" (disposed at {when(state.disposed_at)})" if state.disposed_at else ""
+            lines.append(f"{record.call_id} on {state.host}: {state.status}{disposed}")
+            if state.sent:
+                lines.append(f"  last sent: {sent_text(state.sent)}")
+        lines += event_lines(record.events)
+        if record.more:
+            lines.append(f"  (the newest {limit} outcomes; --limit N shows more)")
+    return lines
+
+
+def event_lines(events: Sequence[Any]) -> list[str]:
+    lines = []
+    for event in events:
+        code = f" ({event.http_status})" if event.http_status else ""
+        message = f"  {event.message}" if event.message else ""
+        who, why = getattr(event, "who", None), getattr(event, "why", None)  # a person's `resolve`
+        message += f"  (by {who}{': ' + why if why else ''})" if who else ""
+        lines.append(f"  {when(event.at)}  run {event.run_id}  {Path(event.file).name} row {event.row}  "
+                     f"{event.call_id}: {event.status}{code}{message}")
+    return lines
+
+
+def sent_text(sent: dict[str, Any]) -> str:
+    parts = [f"logID {sent['logID']}" if sent.get("logID") is not None else "",
+             f"disposition {sent['disposition']}" if sent.get("disposition") is not None else "",
+             f"notes {json.dumps(sent['notes'], ensure_ascii=False)}" if sent.get("notes") is not None else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def when(moment: str | None) -> str:
+    """A ledger time (UTC, ISO 8601) in this machine's local time with its offset, to the second."""
+    if not moment:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return moment  # "died before …" and other text stays as it is
+    return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S %z") if parsed.tzinfo else moment
+
+
+# --- reading rows whose shape the ledger may grow ---------------------------------------------------------------
+
+
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    run_id, host, file, started_at, finished_at, counts = row[:6]
+    parsed = json.loads(counts) if isinstance(counts, str) else counts
+    return RunRecord(int(run_id), host, file, started_at, finished_at,
+                     {str(name): int(value) for name, value in parsed.items()} if parsed is not None else None)
+
+
+def _host_state(row: Any, events: Sequence[Any]) -> HostState:
+    if is_dataclass(row) or hasattr(row, "host"):
+        host, status, disposed_at = row.host, row.status, getattr(row, "disposed_at", None)
+        sent = _sent(row)
+    else:
+        host, status, disposed_at = row[:3]
+        sent = None
+    if sent is None:  # else: the newest outcome on this host that recorded what it sent
+        sent = next((found for event in events if event.host == host and (found := _sent(event))), None)
+    return HostState(host, status, disposed_at, sent)
+
+
+def _sent(record: Any) -> dict[str, Any] | None:
+    values = {name: next((getattr(record, attr) for attr in attrs if getattr(record, attr, None) is not None), None)
+              for name, attrs in SENT_FIELDS.items()}
+    return values if any(value is not None for value in values.values()) else None
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    return asdict(event) if is_dataclass(event) and not isinstance(event, type) else dict(event)
