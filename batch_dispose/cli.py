@@ -23,14 +23,6 @@ from .streams import PipeGuard
 FILE_HELP = "a spreadsheet (.csv .xlsx .xls .ods), or a results workbook from an earlier run"
 
 
-SERVE_EXIT_CODES_HELP = """exit codes:
-  0   stopped (Ctrl-C or SIGTERM; a run in progress stops first, its workbook written)
-  2   usage error: a bad option, no token, a non-loopback --host without a passcode, a busy port
-
-The access token comes from the environment variable RYNG_ACCESS_TOKEN or from --token-file,
-never from the command line, and never reaches the page."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with exit code 2 for usage errors (as documented), no abbreviations, and --help that ends
     with the command's own notes and exit codes (helptext.py), wrapped to the terminal's width."""
@@ -96,22 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     history.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    serve = commands.add_parser("serve", help="the ops page: upload, check, fix, send and watch in a browser",
-                                description="A web page for the same work as `run`: upload a file, see what was "
-                                "understood and what is wrong, fix cells, send with live progress, download the "
-                                "results workbook, see the history. Prints 'serving on http://HOST:PORT/' once "
-                                "listening. Any --host other than loopback needs a passcode (--passcode-file or "
-                                "BATCH_DISPOSE_PASSCODE).", epilog=SERVE_EXIT_CODES_HELP)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
-    serve.add_argument("--passcode-file", type=Path, metavar="FILE", help="the passcode people log in with "
-                       "(default: the BATCH_DISPOSE_PASSCODE environment variable)")
-    _add_run_options(serve)
-
-    demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end",
-                               description="Starts the simulator on a free loopback port (two calls set to "
-                               "fail), runs sample_data/end_of_day.xlsx through `run` and checks the outcome.")
-
     resolve = commands.add_parser("resolve", help="record what you checked in Ryng about calls (disposed or not)")
     resolve.add_argument("call_ids", nargs="+", metavar="CALLID", help="the call IDs you checked")
     resolve.add_argument("--as", dest="as_", required=True, choices=("disposed", "failed"),
@@ -122,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--config", type=Path, metavar="FILE", help="settings file (default: ./batch-dispose.toml)")
     resolve.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     resolve.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    serve = commands.add_parser("serve", help="the ops page: upload, check, fix, send and watch in a browser")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    serve.add_argument("--passcode-file", type=Path, metavar="FILE", help="the passcode people log in with "
+                       "(default: the BATCH_DISPOSE_PASSCODE environment variable)")
+    _add_run_options(serve)
 
     demo = commands.add_parser("demo", help="the simulator and sample_data/ through `run`, end to end")
     demo.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
@@ -454,7 +437,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "config": _config,
     "simulate": _simulate,
     "history": _history,
-    "serve": _serve,
     "resolve": _resolve,
+    "serve": _serve,
     "demo": _demo,
 }

@@ -38,6 +38,10 @@ DESCRIPTIONS = {
     "history": "Answers 'did call X go through?': each call ID's state on each Ryng host, what was sent, and "
                "every recorded outcome (when, which run, which file and row). With no call ID, lists the recent "
                "runs with their counts. Reads the ledger without waiting for a run that is using it.",
+    "serve": "The ops page: a web page for the same work as `run`. Upload a file, see what was understood and "
+             "what is wrong, fix cells, send with live progress, stop, download the results workbook, see the "
+             "history. Prints 'serving on http://HOST:PORT/' once listening. Any --host other than loopback needs "
+             "a passcode (--passcode-file or BATCH_DISPOSE_PASSCODE). The token stays on the server.",
     "demo": "Starts the simulator on a free loopback port (two calls set to fail), runs "
             "sample_data/end_of_day.xlsx through `run` and checks the outcome.",
 }
