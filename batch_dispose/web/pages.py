@@ -20,6 +20,7 @@ PROBLEMS_SHOWN = 2000
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined)
+_env.filters["basename"] = lambda path: str(path or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def render(request: Request, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:

@@ -13,9 +13,9 @@ Library calls made here (for re-pointing after a merge):
     job.run_files([path], settings, token, reporter=, stop=)   the page's run IS the CLI's run
     job.QuietReporter, job.RUN_STATUSES     the reporter seam; the counts keys of `run --json`
     client.preview(base_url, call)          the first requests, token masked
-    ledger.Ledger.open(path, lock=False)    .history_lookup(host), .runs(), .state(id), .events(call_id=)
+    prior.reading(settings)                 the ledger's history for the check, read only (as validate)
+    history.ask(path, call_ids=, limit=)    the history and "did call X go through?" (as history --json)
     settings.Settings.ledger_path           where the ledger is
-    prior.reading(settings), prior.call_history(settings, id)   used instead when the ledger branch has them
 Until the `input` branch lands (edits and exclusions inside job.plan / run_files), edits are applied
 to the loaded Table here: see the block marked SHIM.
 """
@@ -23,7 +23,6 @@ to the loaded Table here: see the block marked SHIM.
 from __future__ import annotations
 
 import inspect
-import json
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -297,70 +296,31 @@ async def run_file(path: Path, settings: Settings, token: Secret, *, reporter: j
 
 
 @contextmanager
-def _ledger(settings: Settings) -> Iterator[Any]:
-    from ..ledger import Ledger
-
-    with Ledger.open(settings.ledger_path, lock=False) as ledger:
-        yield ledger
-
-
-@contextmanager
 def _history(settings: Settings) -> Iterator[Any]:
     """What the ledger knows, read only, for the check (as `validate` with a target); None without one."""
-    reading = getattr(_prior(), "reading", None)  # the ledger branch: the old default place read too
-    if reading is not None:
-        with reading(settings) as lookup:
-            yield lookup
-    elif settings.base_url and settings.ledger_path.is_file():
-        with _ledger(settings) as ledger:
-            yield ledger.history_lookup(settings.base_url)
-    else:
-        yield None
+    from ..prior import reading
+
+    with reading(settings) as lookup:
+        yield lookup
 
 
-def _prior() -> Any:
-    try:
-        from .. import prior  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return prior
+def run_history(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
+    """The runs the ledger knows (the page's, the CLI's, cron's), newest first: `history --json`'s runs."""
+    from ..history import ask
 
-
-def run_history(settings: Settings, limit: int = 50) -> list[dict[str, object]]:
-    """The runs the ledger knows (the page's, the CLI's, cron's), newest first."""
     if not settings.ledger_path.is_file():
         return []
-    with _ledger(settings) as ledger:
-        runs = ledger.runs(limit)
-    found = []
-    for run_id, host, file, started_at, finished_at, counts, *_ in runs:  # fields may be added
-        found.append({"id": run_id, "host": host, "file": file, "started_at": started_at,
-                      "finished_at": finished_at, "counts": json.loads(counts) if counts else None})
-    return found
+    return list(ask(settings.ledger_path, limit=limit).data["runs"])
 
 
-def call_history(settings: Settings, call_id: str) -> dict[str, object]:
-    """What the ledger knows of one call ID: its state on each host and every recorded outcome."""
-    def event(e: Any) -> dict[str, object]:
-        return {"run": e.run_id, "host": e.host, "row": e.row, "status": e.status, "http_status": e.http_status,
-                "message": e.message, "at": e.at, "file": Path(e.file).name,
-                **{name: getattr(e, name) for name in ("log_id", "disposition", "notes", "who", "why")
-                   if getattr(e, name, None) is not None}}
+def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str, Any]:
+    """What the ledger knows of one call ID (`history --json CALLID`'s record): its state and what was sent
+    on each host, and every recorded outcome, newest first."""
+    from ..history import ask
 
-    found = getattr(_prior(), "call_history", None)  # the ledger branch: records with what was sent
-    if found is not None:
-        records, events = found(settings, call_id, limit=50)
-        hosts = [{"host": r.host, "status": r.status, "disposed_at": r.disposed_at,
-                  **{name: getattr(r, name) for name in ("log_id", "disposition", "notes", "resolved_by")
-                     if getattr(r, name, None) is not None}} for r in records]
-        return {"call": call_id, "hosts": hosts, "events": [event(e) for e in events]}
     if not settings.ledger_path.is_file():
-        return {"call": call_id, "hosts": [], "events": []}
-    with _ledger(settings) as ledger:
-        states = ledger.state(call_id)
-        events = ledger.events(call_id=call_id, limit=50)
-    return {"call": call_id, "hosts": [{"host": s[0], "status": s[1], "disposed_at": s[2]} for s in states],
-            "events": [event(e) for e in events]}
+        return {"call": call_id, "known": False, "hosts": [], "events": [], "more_events": False}
+    return {"call": call_id, **ask(settings.ledger_path, call_ids=[call_id], limit=limit).data["calls"][call_id]}
 
 
 def summary(result: FileResult) -> dict[str, object]:
