@@ -391,3 +391,13 @@ def test_without_the_loaders_mapping_the_page_says_to_rename_the_columns(make_pa
     answer = page.request("POST", f"/api/files/{upload['id']}/columns", json={"columns": {"callID": "Reference"}})
     assert answer.status_code == 422 and "rename the columns" in answer.json()["error"]
     assert "rename the columns" in page.request("GET", f"/files/{upload['id']}").text.lower()
+
+
+def test_a_damaged_ledger_is_a_sentence_not_a_traceback(make_page, sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """When the ledger cannot be read, the page's API answers with the ledger's sentence (503), not a crash."""
+    page = make_page(sim)
+    page.settings.ledger_path.write_bytes(b"this is not a SQLite database at all" * 100)
+    response = page.upload(write_csv(tmp_path / "calls.csv", rows_of(1)))
+    assert response.status_code == 503 and str(page.settings.ledger_path) in response.json()["error"]
+    assert page.request("GET", "/api/runs").status_code == 503
+    assert list((page.settings.reports_dir / "uploads").iterdir()) == []

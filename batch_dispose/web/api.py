@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..errors import BatchDisposeError
 from . import service, uploads
 from .state import Conflict, PageState
 
@@ -71,6 +72,9 @@ async def post_file(request: Request) -> Response:
         upload.error = sentence
         state.uploads[upload.id] = upload
         return JSONResponse(columns_json(upload), status_code=422)
+    except BatchDisposeError:  # the ledger cannot be read: said by the app's handler; nothing kept
+        uploads.remove(upload)
+        raise
     state.uploads[upload.id] = upload
     return JSONResponse(upload_json(state, upload), status_code=201)
 

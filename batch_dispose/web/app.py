@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..errors import BatchDisposeError
 from . import api, pages
 from .security import Guard, Sessions
 from .state import PageState
@@ -45,7 +48,14 @@ def create_app(settings: Settings, token: Secret, *, passcode: str | None = None
             for run in list(state.runs.values()):
                 await asyncio.to_thread(run.join)
 
+    async def sentence(request: Request, exc: Exception) -> Response:
+        """An expected error of the library (a ledger that cannot be read, say): its sentence, not a traceback."""
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return PlainTextResponse(str(exc), status_code=503)
+
     app = Starlette(
+        exception_handlers={BatchDisposeError: sentence},
         routes=[*api.ROUTES, *pages.ROUTES,
                 Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")],
         middleware=[Middleware(Guard, sessions=state.sessions, loopback_only=loopback_only and passcode is None)],
