@@ -55,7 +55,7 @@ async def post_file(request: Request) -> Response:
     if length and length.isdigit() and int(length) > service.MAX_BYTES + MULTIPART_SLACK:
         return error(413, f"The file is {int(length) / 2**20:.2f} MB, over the {service.MAX_BYTES / 2**20:.2f} MB "
                      f"limit; split it into smaller files.")
-    await run_in_threadpool(state.sweep)
+    await state.sweep()
     try:
         upload = await uploads.receive(request.stream(), request.headers.get("content-type", ""), state.folder)
     except uploads.UploadError as exc:

@@ -36,7 +36,7 @@ def create_app(settings: Settings, token: Secret, *, passcode: str | None = None
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def sweep_hourly() -> None:
             while True:
-                await asyncio.to_thread(state.sweep)
+                await state.sweep()
                 await asyncio.sleep(SWEEP_EVERY_S)
 
         sweeper = asyncio.create_task(sweep_hourly())

@@ -96,12 +96,15 @@ class PageState:
             if run.state == "running":
                 run.stop()
 
-    def sweep(self) -> int:
-        """Forget and remove uploads older than a day that were never sent."""
+    async def sweep(self) -> int:
+        """Forget and remove uploads older than a day that were never sent (the disk work on a thread; the
+        dictionaries are touched on the event loop only)."""
         keep = {upload.path.parent for upload in self.uploads.values() if upload.sent}
-        removed = sweep_stale(self.folder, keep)
-        for key in [key for key, upload in self.uploads.items() if not upload.path.exists()]:
-            del self.uploads[key]
+        removed = await asyncio.to_thread(sweep_stale, self.folder, keep)
+        gone = await asyncio.to_thread(lambda: [key for key, upload in list(self.uploads.items())
+                                                if not upload.path.exists()])
+        for key in gone:
+            self.uploads.pop(key, None)
         sent = [key for key, upload in self.uploads.items() if upload.sent]
         for key in sent[:-KEEP_SENT]:  # their runs stay; the checked tables of old sends need not stay in memory
             del self.uploads[key]
