@@ -256,6 +256,8 @@ def test_reload_during_a_run_and_a_second_send_gets_the_sentence(page: Any, serv
     expect(page.locator("#state")).to_have_text("Stopped.", timeout=20_000)
     expect(page.get_by_role("link", name="Download the results workbook")).to_be_visible()
     expect(page.locator('[data-count="pending"]')).not_to_have_text("0")
+    page.goto(url)  # the start page lists the page's runs as they stand
+    expect(page.get_by_role("region", name="Sent from this page").get_by_role("link", name="long.csv")).to_be_visible()
 
     with Ledger.open(served["ledger"]):  # a CLI (or cron) run holds the ledger's lock
         other.reload()

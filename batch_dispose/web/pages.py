@@ -32,7 +32,8 @@ def render(request: Request, name: str, *, status: int = 200, **context: Any) ->
 
 
 async def index(request: Request) -> Response:
-    return render(request, "index.html")
+    runs = list(state_of(request).runs.values())[-10:]
+    return render(request, "index.html", recent=[run.view() for run in reversed(runs)])
 
 
 async def file_page(request: Request) -> Response:
