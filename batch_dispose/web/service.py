@@ -1,23 +1,27 @@
 """The page's one door into the library: every call the page makes into batch_dispose's core is here.
 
 The page is the CLI's product with a second face, so this module adds no behaviour of its own: it
-loads with `loading.load`, checks with `job.plan` (the pandera schema and the ledger's history),
-shows requests with `client.preview`, sends with `job.run_files`, and reads history from
-`ledger.Ledger`. When the core's signatures change, only this file changes.
+loads with the CLI's loader, checks with `job.plan` (the pandera schema and the ledger's history),
+shows requests with `client.preview`, sends with `job.run_files`, and reads the history as
+`history --json` does. When the core's signatures change, only this file changes.
 
 Library calls made here (for re-pointing after a merge):
-    loading.load(path)                      an upload, read as the CLI reads it
+    job.load_table(path, settings)          an upload read as `run` reads it (mapping, --no-notes), when it
+      else loading.load(path)               exists (the input branch); else the plain loader
+    loading.load's `columns` parameter      whether the page may offer picking the columns (can_map_columns)
     loading.read_dispositions(path)         the --dispositions allow-list
     loading.MAX_BYTES, loading.FORMATS      the loader's limits, applied while an upload streams in
-    job.plan(table, settings, allowed, history)   the check (schema + ledger), as `validate` does
-    job.run_files([path], settings, token, reporter=, stop=)   the page's run IS the CLI's run
-    job.QuietReporter, job.RUN_STATUSES     the reporter seam; the counts keys of `run --json`
+    loading.cell_text(value)                the text of a cell, for the first rows shown when no header is found
+    job.plan(table, settings, allowed, history[, edits=, excluded=])   the check, as `validate` does
+    job.run_files([path], settings, token, reporter=, stop=[, edits=, excluded=])   the page's run IS `run`
+    job.QuietReporter, job.RUN_STATUSES     the reporter seam (subclassed); the counts keys of `run --json`
     client.preview(base_url, call)          the first requests, token masked
     prior.reading(settings)                 the ledger's history for the check, read only (as validate)
     history.ask(path, call_ids=, limit=)    the history and "did call X go through?" (as history --json)
-    settings.Settings.ledger_path           where the ledger is
-Until the `input` branch lands (edits and exclusions inside job.plan / run_files), edits are applied
-to the loaded Table here: see the block marked SHIM.
+    settings.Settings.ledger_path, dataclasses.replace(settings, columns=, no_notes=)
+    Table: .rows, .headers, .fields, .columns, .field_cells(), .sheet, .header_row, .ignored, .path
+The edits and exclusions go to job.plan / job.run_files when they take them (the input branch);
+until then they are applied to the loaded Table here: see the block marked SHIM.
 """
 
 from __future__ import annotations
