@@ -41,9 +41,11 @@ FIELD_NAMES = {
               "agentremarks", "agentremark", "agentnotes", "agentnote", "agentcomments", "callremarks",
               "callcomments", "dispositionnotes", "dispositionremarks", "description"),
 }
-#: Normalised header text -> (field name, rank: 0 is the field's own name).
-HEADER_ALIASES = {name: (field_name, rank) for field_name, names in FIELD_NAMES.items()
-                  for rank, name in enumerate(names)}
+OWN_NAMES = frozenset({"callid", "logid", "disposition", "dispositionname", "notes", "note"})
+#: Normalised header text -> (field name, tier): 0 for a field's own names, 1 for the names exports use.
+#: Two columns of one tier for one field are refused; a column of tier 0 beats one of tier 1.
+HEADER_ALIASES = {name: (field_name, 0 if name in OWN_NAMES else 1) for field_name, names in FIELD_NAMES.items()
+                  for name in names}
 #: The columns a results workbook adds; found again (by name) when one is fed back in.
 RESULT_COLUMNS = ("row", "status", "http_status", "message", "attempts", "finished_at")
 #: First cells that make a row a footer when only numbers stand beside them.
@@ -439,7 +441,8 @@ def _map_columns(path: Path, headers: list[str], mapping: Mapping[str, str]
         name, rank = matched
         if name in best and best[name][0] == rank:
             first = headers[best[name][1]]
-            raise error(path, f"has two columns for {name} ('{first}' and '{header}'); rename or remove one")
+            raise error(path, f"has two columns for {name} ('{first}' and '{header}'); rename or remove one, "
+                        f"or choose one with --column {name}=HEADER")
         if name not in best or rank < best[name][0]:
             if name in best:
                 also.setdefault(name, []).append(headers[best[name][1]])
