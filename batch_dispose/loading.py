@@ -288,10 +288,14 @@ def _texts(raw: Row) -> list[str]:
     return [cell_text(value) for value in raw]
 
 
+def _is(header: str, wanted: str) -> bool:
+    return header.strip() == wanted or normalize_header(header) == normalize_header(wanted)
+
+
 def _field_of(header: str, mapping: Mapping[str, str]) -> tuple[str, int] | None:
-    """The field a header names (and its rank); an explicit mapping beats every known name."""
+    """The field a header names (and its tier); an explicit mapping beats every known name."""
     for name, wanted in mapping.items():
-        if header.strip() == wanted or normalize_header(header) == normalize_header(wanted):
+        if _is(header, wanted):
             return name, -1
     found = HEADER_ALIASES.get(normalize_header(header))
     if found is not None and found[0] in mapping:  # the mapping chose another column for this field
@@ -428,7 +432,7 @@ def _map_columns(path: Path, headers: list[str], mapping: Mapping[str, str]
                  ) -> tuple[dict[str, int], dict[str, int], list[str]]:
     """Field -> position, result column -> position (a results workbook), and warnings."""
     for name, wanted in mapping.items():
-        if not any(_field_of(header, {name: wanted}) for header in headers):
+        if not any(_is(header, wanted) for header in headers):
             found = ", ".join(header for header in headers if header) or "no headers"
             raise error(path, f"has no column '{wanted}' (asked for by the column mapping {name}={wanted}; "
                         f"found: {found}); give the header exactly as the file has it")
@@ -471,7 +475,7 @@ def _raise_missing(path: Path, sources: Sequence[_Source], mapping: Mapping[str,
         raise error(path, "holds no data (every row is blank); export the calls again")
     best = max(candidates, key=lambda texts: len(_matched_fields(texts, mapping)))  # the first, among equals
     for name, wanted in mapping.items():
-        if not any(_field_of(header, {name: wanted}) for header in best):
+        if not any(_is(header, wanted) for header in best):
             found = ", ".join(best[:8]) + ("…" if len(best) > 8 else "")
             raise error(path, f"has no column '{wanted}' (asked for by the column mapping {name}={wanted}; "
                         f"found: {found}); give the header exactly as the file has it")

@@ -227,12 +227,28 @@ def look_alike_dispositions(counts: Mapping[str, int], limit: int = 200) -> list
     for n, name in enumerate(common):
         for other in common[n + 1:]:
             a, b = keys[name], keys[other]
-            alike = a == b or (min(len(a), len(b)) >= 5 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.85)
+            shortest = min(len(a), len(b))
+            alike = a == b or (shortest >= 4 and _within(a, b, 1 if shortest < 8 else 2))
             if alike:
                 warnings.append(f"Dispositions that look alike: '{other}' ({_rows(counts[other])}) beside "
                                 f"'{name}' ({_rows(counts[name])}); each is sent as spelled, so check the "
                                 f"spelling (a --dispositions list makes the names binding).")
     return warnings
+
+
+def _within(a: str, b: str, limit: int) -> bool:
+    """True when a and b are at most `limit` edits apart (Levenshtein, stopping early)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i]
+        for j, cb in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return False
+        previous = current
+    return previous[-1] <= limit
 
 
 def _rows(count: int) -> str:
