@@ -37,8 +37,9 @@ SPARSE_FROM = 256  # the streaming reader gives a row as a dict when its last ce
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ENCRYPTION_STREAM = "EncryptionInfo".encode("utf-16-le")
-_CELL_COLUMN = re.compile(rb'<(?:[\w.-]+:)?c\b[^>]*?\br="([A-Z]{1,3})')
-_ROW_NUMBER = re.compile(rb'<(?:[\w.-]+:)?row\b[^>]*?\br="(\d+)"')
+_WIDE_COLUMN = re.compile(rb' r="([A-Z]{2,3})[0-9]')  # a cell right of column Z
+_ROW_NUMBER = re.compile(rb'<(?:[\w.-]+:)?row r="(\d+)"')  # how Excel, LibreOffice and openpyxl write rows
+_ANY_ROW_NUMBER = re.compile(rb'<(?:[\w.-]+:)?row\b[^>]*?\br="(\d+)"')
 
 
 def error(path: Path, problem: str) -> InputFileError:
@@ -212,23 +213,28 @@ class Workbook:
 
     @staticmethod
     def _sparse(book, part: str) -> bool:  # type: ignore[no-untyped-def]
-        """True when the sheet's real extent (rows x columns of the cells it holds) is too big to be dense."""
+        """True when the sheet's real extent (rows x columns of the cells it holds) may be too big to be dense.
+
+        A cheap scan of the XML: the widest column right of Z (else Z), the highest row number."""
         columns: set[bytes] = set()
         last_row = 0
         try:
-            with book.archive.open(part) as stream:
-                tail = b""
-                while chunk := stream.read(1 << 20):
-                    buffer = tail + chunk
-                    cut = max(buffer.rfind(b"<"), 0)
-                    columns.update(_CELL_COLUMN.findall(buffer, 0, cut))
-                    rows = _ROW_NUMBER.findall(buffer, 0, cut)
-                    if rows:
-                        last_row = max(last_row, max(map(int, rows)))
-                    tail = buffer[cut:]
+            for pattern in (_ROW_NUMBER, _ANY_ROW_NUMBER):
+                with book.archive.open(part) as stream:
+                    tail = b""
+                    while chunk := stream.read(1 << 20):
+                        buffer = tail + chunk
+                        cut = max(buffer.rfind(b"<"), 0)
+                        columns.update(_WIDE_COLUMN.findall(buffer, 0, cut))
+                        rows = pattern.findall(buffer, 0, cut)
+                        if rows:
+                            last_row = max(last_row, max(map(int, rows)))
+                        tail = buffer[cut:]
+                if last_row:
+                    break
         except KeyError:
             return True  # the streaming reader will say the part is missing
-        last_column = max((_column(letters) for letters in columns), default=0) + 1
+        last_column = max((_column(letters) for letters in columns), default=25) + 1
         return last_row * last_column > DENSE_MAX_CELLS
 
     def rows(self, sheet: Sheet) -> Iterator[tuple[int, Row]]:

@@ -331,30 +331,42 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     longest = [len(header) for header in headers]
     rows: list[int] = []
     ignored = 0
+    call_kinds, log_kinds = kinds["callID"].append, kinds["logID"].append
+    plain = (str, float, int, type(None))
+    positions = [-1 if position is None else position for position in field_positions]
+    header_width = len(headers)
     for number, raw in source.rest():
-        values = [get(raw, position) if position is not None else None for position in field_positions]
-        cells = [cell_text(value) if typed else (value or "") for value in values]
-        if not any(cell.strip() for cell in cells):  # type: ignore[union-attr]
+        if type(raw) is list:
+            size = len(raw)
+            values = [raw[position] if 0 <= position < size else None for position in positions]
+        else:
+            size = grids.width(raw)
+            values = [raw.get(position) if position >= 0 else None for position in positions]
+        cells = [value if type(value) is str else cell_text(value) for value in values] if typed else \
+            [value or "" for value in values]
+        if not "".join(cells).strip():  # type: ignore[arg-type]
             if _any_value(raw):
                 ignored += 1  # other columns only: helper formulas dragged down, a note under the table
             continue
-        if _is_footer(raw, cells):  # type: ignore[arg-type]
+        if _maybe_footer(raw, cells) and _is_footer(raw, cells):  # type: ignore[arg-type]
             ignored += 1
             continue
         if len(rows) >= max_rows:
             raise error(path, f"has more than {max_rows:,} rows; split it into smaller files")
         rows.append(number)
+        if len(shared) < 10_000:  # dispositions repeat: one string object each
+            cells[2] = shared.setdefault(cells[2], cells[2])  # type: ignore[arg-type,call-overload]
         for append, cell in zip(appends, cells, strict=True):
-            append(shared.setdefault(cell, cell) if len(cell) < 40 else cell)  # type: ignore[arg-type]
-        kinds["callID"].append(cell_kind(values[0]) if typed else "")
-        kinds["logID"].append(cell_kind(values[1]) if typed else "")
+            append(cell or "")
+        call_kinds("" if type(values[0]) in plain else cell_kind(values[0]))
+        log_kinds("" if type(values[1]) in plain else cell_kind(values[1]))
         if prior_status is not None:
             prior_status.append(cell_text(get(raw, status_pos)).strip().lower())  # type: ignore[arg-type]
         if prior_finished is not None:
             prior_finished.append(cell_text(get(raw, finished_pos)))  # type: ignore[arg-type]
-        row_width = grids.width(raw)
-        if row_width > len(headers) or blank_headers:
+        if size > header_width or blank_headers:
             _note_unnamed(raw, headers, blank_headers, used, longest)
+            header_width = len(headers)
         if len(rows) <= WIDTH_SAMPLE:
             for position, value in grids.items(raw):
                 if position < len(longest) and value is not None:
@@ -384,6 +396,15 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
 def _any_value(raw: Row) -> bool:
     values = raw.values() if isinstance(raw, dict) else raw
     return any(value is not None and (not isinstance(value, str) or value.strip()) for value in values)
+
+
+def _maybe_footer(raw: Row, cells: list[str]) -> bool:
+    """A cheap first look: a footer word in one of the four fields or in the row's first cell."""
+    if cells[0][:1].isdigit():  # a call ID as most accounts write them
+        return False
+    first = get(raw, 0)
+    return any(cell[:12].strip().rstrip(":").casefold() in FOOTER_WORDS for cell in cells if cell) or (
+        isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS)
 
 
 def _is_footer(raw: Row, cells: list[str]) -> bool:

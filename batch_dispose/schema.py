@@ -124,7 +124,7 @@ def row_schema(allowed: Sequence[str] | None = None, call_id_pattern: str | None
 
 
 def normalize(table: Table, start: int = 0, stop: int | None = None,
-              first: Mapping[str, int] | None = None) -> pd.DataFrame:
+              first: Mapping[str, int] | None = None, call_ids: pd.Series | None = None) -> pd.DataFrame:
     """Rows start:stop as the rules see them: trimmed, full-width forms folded, `12345.0` -> `12345`.
 
     `first` maps each callID to the index of its first row (`first_rows`); without it, within the slice."""
@@ -137,7 +137,8 @@ def normalize(table: Table, start: int = 0, stop: int | None = None,
     def ids(name: str) -> pd.Series:
         return normalize_ids(table.field_cells(name)[start:stop], start)
 
-    call_ids = ids("callID")
+    if call_ids is None:
+        call_ids = ids("callID")
     if first is None:
         first = first_rows(call_ids)
     return pd.DataFrame({
@@ -173,7 +174,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
         stop = min(start + CHUNK, len(table))
         call_ids = normalize_ids(table.field_cells("callID")[start:stop], start)
         first_rows(call_ids, first)
-        frame = normalize(table, start, stop, first)
+        frame = normalize(table, start, stop, first, call_ids)
         chunk = _messages(schema, frame, table, first, allowed, call_id_pattern)
         messages.update(chunk)
         for index, (call_id, log_id, disposition, notes) in enumerate(
