@@ -100,9 +100,11 @@ def _decode_as(data: bytes, encoding: str, path: Path) -> str:
         raise error(path, f"starts like {encoding.upper()} text but is not; save it again as 'CSV UTF-8'") from None
 
 
-def csv_records(text: str, delimiter: str, path: Path) -> Iterator[tuple[int, Row]]:
+def csv_records(data: bytes, encoding: str, delimiter: str, path: Path) -> Iterator[tuple[int, Row]]:
+    """The records of a CSV file's bytes, decoded as they are read (no copy of the whole text is made)."""
     csv.field_size_limit(sys.maxsize)
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+    records = csv.reader(lines, delimiter=delimiter, strict=True)
     row = 0
     try:
         for row, record in enumerate(records, start=1):  # noqa: B007 (row is used after the loop)

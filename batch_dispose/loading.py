@@ -92,7 +92,7 @@ class Table:
         """Every non-skipped row of the sheet again, from the file's bytes: (row number, raw cells)."""
         if self.format == "csv":
             assert self.encoding is not None and self.delimiter is not None
-            yield from grids.csv_records(self._data.decode(self.encoding), self.delimiter, self.path)
+            yield from grids.csv_records(self._data, self.encoding, self.delimiter, self.path)
             return
         book = grids.Workbook(self._data, self.path, self.format)
         sheet = next(sheet for sheet in book.sheets if sheet.name == self.sheet)
@@ -195,10 +195,10 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS,
     except OSError as exc:
         raise error(path, f"cannot be read ({exc.strerror})") from None
     if fmt == "csv":
-        text, encoding = grids.decode(data, path)
-        delimiter = _detect_delimiter(text, mapping)
-        source = _Source(grids.csv_records(text, delimiter, path), mapping)
+        text, encoding = grids.decode(data, path)  # checks the whole file decodes
+        delimiter = _detect_delimiter(text[:65536], mapping)
         del text
+        source = _Source(grids.csv_records(data, encoding, delimiter, path), mapping)
         return _build(path, fmt, data, source, max_rows, mapping, encoding=encoding, delimiter=delimiter)
     grids.check_container(data, path, fmt)
     book = grids.Workbook(data, path, fmt)

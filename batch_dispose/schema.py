@@ -22,7 +22,7 @@ import pandera.pandas as pa
 from .loading import KIND_BOOL, KIND_DATE, Table
 from .models import CallRequest, Status
 
-CHUNK = 100_000  # rows validated in one pandera pass
+CHUNK = 25_000  # rows validated in one pandera pass (its frames are the transient memory of validation)
 
 CALL_ID_MAX = 64
 NOTES_MAX = 32_767  # the most text one Excel cell holds
@@ -127,7 +127,7 @@ def normalize(table: Table, start: int = 0, stop: int | None = None,
               first: Mapping[str, int] | None = None, call_ids: pd.Series | None = None) -> pd.DataFrame:
     """Rows start:stop as the rules see them: trimmed, full-width forms folded, `12345.0` -> `12345`.
 
-    `first` maps each callID to the index of its first row (`first_rows`); without it, within the slice."""
+    `first` maps each repeated callID to the index of its first row (`first_rows`); without it, within the slice."""
     stop = len(table) if stop is None else stop
     index = pd.RangeIndex(start, stop)
 
@@ -143,8 +143,8 @@ def normalize(table: Table, start: int = 0, stop: int | None = None,
         first = first_rows(call_ids)
     return pd.DataFrame({
         "callID": call_ids,
-        "callID_first": pd.Series([first.get(value, -1) if value else -1 for value in call_ids], dtype=int,
-                                  index=index),
+        "callID_first": pd.Series([first.get(value, at) if value else -1 for at, value in call_ids.items()],
+                                  dtype=int, index=index),
         "callID_kind": pd.Series(table.kinds["callID"][start:stop], dtype=object, index=index),
         "logID": ids("logID"),
         "logID_kind": pd.Series(table.kinds["logID"][start:stop], dtype=object, index=index),
@@ -153,12 +153,17 @@ def normalize(table: Table, start: int = 0, stop: int | None = None,
     })
 
 
-def first_rows(call_ids: pd.Series, into: dict[str, int] | None = None) -> dict[str, int]:
-    """callID -> index of the first row holding it (blank callIDs left out), added to `into`."""
-    found = {} if into is None else into
-    for index, value in call_ids.items():
-        if value and value not in found:
-            found[value] = int(index)  # type: ignore[arg-type]
+def first_rows(call_ids: pd.Series) -> dict[str, int]:
+    """Each callID held by more than one row -> the index of its first row (blank callIDs left out).
+
+    pandas finds the repeats in C; only repeated values get a Python dict entry."""
+    repeated = call_ids.duplicated(keep="first") & (call_ids != "")
+    if not repeated.any():
+        return {}
+    values = set(call_ids[repeated])
+    found: dict[str, int] = {}
+    for index, value in call_ids[call_ids.isin(values)].items():
+        found.setdefault(value, int(index))  # type: ignore[arg-type]
     return found
 
 
@@ -168,13 +173,12 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     canonical = {name.casefold(): name for name in allowed} if allowed is not None else None
     messages: dict[int, str] = {}
     requests: list[CallRequest] = []
-    first: dict[str, int] = {}
+    all_ids = normalize_ids(table.field_cells("callID"))  # the same string objects where nothing changed
+    first = first_rows(all_ids)
     dispositions: dict[str, int] = {}
     for start in range(0, len(table), CHUNK):
         stop = min(start + CHUNK, len(table))
-        call_ids = normalize_ids(table.field_cells("callID")[start:stop], start)
-        first_rows(call_ids, first)
-        frame = normalize(table, start, stop, first, call_ids)
+        frame = normalize(table, start, stop, first, all_ids.iloc[start:stop])
         chunk = _messages(schema, frame, table, first, allowed, call_id_pattern)
         messages.update(chunk)
         for index, (call_id, log_id, disposition, notes) in enumerate(
