@@ -107,7 +107,7 @@ def csv_records(data: bytes, encoding: str, delimiter: str, path: Path) -> Itera
     records = csv.reader(lines, delimiter=delimiter, strict=True)
     row = 0
     try:
-        for row, record in enumerate(records, start=1):  # noqa: B007 (row is used after the loop)
+        for row, record in enumerate(records, start=1):
             yield row, record  # type: ignore[misc]
     except csv.Error as exc:
         problem = ("a quoted cell is never closed (a \" is missing, or the file was cut off)"

@@ -263,6 +263,7 @@ class _Source:
         self._iter = rows
         self.head: list[tuple[int, Row]] = []
         self.header_index: int | None = None
+        self._pending: tuple[int, Row] | None = None
         for number, raw in rows:
             if number > HEADER_SCAN_ROWS:
                 self._pending = (number, raw)
@@ -271,7 +272,6 @@ class _Source:
             if len(_matched_fields(_texts(raw), mapping)) == len(REQUIRED_FIELDS):
                 self.header_index = len(self.head) - 1
                 break
-        self._pending = None
 
     def rest(self) -> Iterator[tuple[int, Row]]:
         """Rows after the header, in order."""
@@ -341,9 +341,9 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
             values = [raw[position] if 0 <= position < size else None for position in positions]
         else:
             size = grids.width(raw)
-            values = [raw.get(position) if position >= 0 else None for position in positions]
+            values = [raw.get(position) if position >= 0 else None for position in positions]  # type: ignore[union-attr]
         cells = [value if type(value) is str else cell_text(value) for value in values] if typed else \
-            [value or "" for value in values]
+            [value or "" for value in values]  # type: ignore[misc]
         if not "".join(cells).strip():  # type: ignore[arg-type]
             if _any_value(raw):
                 ignored += 1  # other columns only: helper formulas dragged down, a note under the table
@@ -357,7 +357,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
         if len(shared) < 10_000:  # dispositions repeat: one string object each
             cells[2] = shared.setdefault(cells[2], cells[2])  # type: ignore[arg-type,call-overload]
         for append, cell in zip(appends, cells, strict=True):
-            append(cell or "")
+            append(cell or "")  # type: ignore[arg-type]
         call_kinds("" if type(values[0]) in plain else cell_kind(values[0]))
         log_kinds("" if type(values[1]) in plain else cell_kind(values[1]))
         if prior_status is not None:
@@ -479,10 +479,10 @@ def _map_columns(path: Path, headers: list[str], mapping: Mapping[str, str]
                 f"{'are' if len(others) > 1 else 'is'} carried, not sent: {name} come from '{headers[fields[name]]}' "
                 f"(choose another with --column {name}=HEADER)." for name, others in also.items()]
     keys = [normalize_header(header) for header in headers]
-    wanted = [normalize_header(name) for name in RESULT_COLUMNS]
+    result_keys = [normalize_header(name) for name in RESULT_COLUMNS]
     result_positions: dict[str, int] = {}
-    if all(key in keys for key in wanted):  # a results workbook: its last block of result columns
-        for name, key in zip(RESULT_COLUMNS, wanted, strict=True):
+    if all(key in keys for key in result_keys):  # a results workbook: its last block of result columns
+        for name, key in zip(RESULT_COLUMNS, result_keys, strict=True):
             result_positions[name] = len(keys) - 1 - keys[::-1].index(key)
     return fields, result_positions, warnings
 

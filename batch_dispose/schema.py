@@ -321,11 +321,11 @@ def _fits_int64(series: pd.Series) -> pd.Series:
 def _sentence(row: pd.Series, fields: dict[str, str], first_rows: Mapping[str, int],
               allowed: Sequence[str] | None, call_id_pattern: str | None = None) -> str:
     parts = []
-    for field in ("callID", "logID", "disposition", "notes"):
-        name = fields.get(field)
+    for field_name in ("callID", "logID", "disposition", "notes"):
+        name = fields.get(field_name)
         if name is None:
             continue
-        value = row[field]
+        value = row[field_name]
         details = {"value": _quote(value), "length": len(value), "char": "", "first": "", "suggestion": "",
                    "pattern": call_id_pattern or "",
                    "hint": " (remove the thousands separators)" if THOUSANDS.fullmatch(value) else ""}

@@ -75,9 +75,10 @@ def local_time(moment: str | datetime) -> str:
         return ""
     if isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
         except ValueError:
             return moment
+        moment = parsed
     if moment.tzinfo is None:
         return moment.isoformat(timespec="seconds")
     return moment.astimezone().isoformat(timespec="seconds")

@@ -9,6 +9,7 @@ the cells that exist. Values are typed as calamine types them: text, float, bool
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import zipfile
@@ -113,10 +114,8 @@ class XlsxBook:
             if _local(name) == "Relationship" and attrs.get("Type", "").endswith("/officeDocument"):
                 target[0] = attrs.get("Target", target[0]).lstrip("/")
 
-        try:
+        with contextlib.suppress(XlsxError):
             _parse(self.archive, "_rels/.rels", rel)
-        except XlsxError:
-            pass
         return target[0]
 
     def strings(self) -> list[str]:
@@ -229,9 +228,8 @@ class XlsxBook:
                     state["in"] = False
             elif local == "rPh":
                 state["in"] = False
-            elif local == "row":
-                if cells:
-                    done.append((state["row"], sorted(cells) if _unsorted(cells) else list(cells)))  # type: ignore[arg-type]
+            elif local == "row" and cells:
+                done.append((state["row"], sorted(cells) if _unsorted(cells) else list(cells)))  # type: ignore[arg-type]
 
         def data(text):  # type: ignore[no-untyped-def]
             if state["in"]:

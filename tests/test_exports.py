@@ -134,7 +134,7 @@ def test_an_export_with_titles_total_and_helper_rows_sends_exactly_its_calls(cli
     assert sorted(_sent(sim)) == [str(8000 + n) for n in range(5)]
     assert result.json()["counts"].get("invalid", 0) == 0
     assert "301 rows had no call data and were ignored" in result.err
-    headers, records, summary = read_results(Path(result.json()["results"]))
+    _, records, summary = read_results(Path(result.json()["results"]))
     assert summary["Rows without call data (ignored)"] == 301
     calls = [r for r in records if r["status"]]
     assert [r["row"] for r in calls] == [5, 6, 7, 8, 9]
