@@ -190,49 +190,68 @@ class XlsxBook:
         epoch = datetime(1904, 1, 1) if self.date1904 else datetime(1899, 12, 30)
         done: list[tuple[int, Cells]] = []
         cells: Cells = []
-        state: dict[str, object] = {"row": 0, "col": -1, "t": "n", "s": 0, "text": None, "in": False}
         texts: list[str] = []
+        row = 0
+        column = -1
+        kind = "n"
+        style = 0
+        reading: bool | None = False  # inside <v> or <t>; None inside phonetic text
+        tags: dict[str, int] = {}  # element name -> 1 c, 2 v/t, 3 row, 4 rPh, 0 other
+        columns: dict[str, int] = {}  # column letters -> position
+
+        def tag(name: str) -> int:
+            found = tags.get(name)
+            if found is None:
+                found = tags[name] = {"c": 1, "v": 2, "t": 2, "row": 3, "rPh": 4}.get(name[name.rfind(" ") + 1:], 0)
+            return found
 
         def start(name, attrs):  # type: ignore[no-untyped-def]
-            local = name[name.rfind(" ") + 1:]
-            if local == "c":
+            nonlocal row, column, kind, style, reading
+            code = tags.get(name) or tag(name)
+            if code == 1:
                 ref = attrs.get("r")
                 if ref:
-                    match = _REF.match(ref)
-                    state["col"] = _column(match.group(1)) if match else state["col"] + 1  # type: ignore[operator]
+                    letters = ref.rstrip("0123456789")
+                    found = columns.get(letters)
+                    if found is None:
+                        found = columns[letters] = _column(letters) if letters.isalpha() and letters.isupper() \
+                            else column + 1
+                    column = found
                 else:
-                    state["col"] = state["col"] + 1  # type: ignore[operator]
-                state["t"] = attrs.get("t", "n")
-                style = attrs.get("s")
-                state["s"] = int(style) if style and style.isdigit() else 0
+                    column += 1
+                kind = attrs.get("t", "n")
+                number = attrs.get("s")
+                style = int(number) if number and number.isdigit() else 0
                 texts.clear()
-            elif local in ("v", "t"):
-                state["in"] = True
-            elif local == "row":
+            elif code == 2:
+                if reading is not None:
+                    reading = True
+            elif code == 3:
                 number = attrs.get("r")
-                state["row"] = int(number) if number and number.isdigit() else state["row"] + 1  # type: ignore[operator]
-                state["col"] = -1
+                row = int(number) if number and number.isdigit() else row + 1
+                column = -1
                 cells.clear()
-            elif local == "rPh":
-                state["in"] = None  # phonetic text is not the cell's
+            elif code == 4:
+                reading = None  # phonetic text is not the cell's
 
         def end(name):  # type: ignore[no-untyped-def]
-            local = name[name.rfind(" ") + 1:]
-            if local == "c":
+            nonlocal reading
+            code = tags.get(name) or tag(name)
+            if code == 1:
                 if texts:
-                    value = _value(state["t"], "".join(texts), state["s"], strings, dates, epoch)
+                    value = _value(kind, "".join(texts), style, strings, dates, epoch)
                     if value is not None and value != "":
-                        cells.append((state["col"], value))  # type: ignore[arg-type]
-            elif local in ("v", "t"):
-                if state["in"] is not None:
-                    state["in"] = False
-            elif local == "rPh":
-                state["in"] = False
-            elif local == "row" and cells:
-                done.append((state["row"], sorted(cells) if _unsorted(cells) else list(cells)))  # type: ignore[arg-type]
+                        cells.append((column, value))
+            elif code == 2:
+                if reading is not None:
+                    reading = False
+            elif code == 4:
+                reading = False
+            elif code == 3 and cells:
+                done.append((row, sorted(cells) if _unsorted(cells) else list(cells)))
 
         def data(text):  # type: ignore[no-untyped-def]
-            if state["in"]:
+            if reading:
                 texts.append(text)
 
         parser = expat.ParserCreate(namespace_separator=" ")
