@@ -119,7 +119,7 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
         warnings.append("There is no notes column (--no-notes): every call is sent with empty notes.")
     if table.ignored:
         warnings.append(f"{table.ignored:,} row{'s' if table.ignored != 1 else ''} had no call data and "
-                        f"{'were' if table.ignored != 1 else 'was'} ignored (blank calls, totals, other columns only).")
+                        f"{'were' if table.ignored != 1 else 'was'} ignored (totals, or only other columns filled).")
     to_send, notes = _settle_by_history(table, settings, requests, results, history)
     return Plan(table, results, to_send, warnings, notes, edited)
 
