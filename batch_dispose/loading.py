@@ -481,9 +481,13 @@ def _map_columns(path: Path, headers: list[str], mapping: Mapping[str, str]
     keys = [normalize_header(header) for header in headers]
     result_keys = [normalize_header(name) for name in RESULT_COLUMNS]
     result_positions: dict[str, int] = {}
-    if all(key in keys for key in result_keys):  # a results workbook: its last block of result columns
+    if all(key in keys for key in result_keys):  # a results workbook: status and message first, or at the end
+        lead = keys[:2] == ["status", "message"]
         for name, key in zip(RESULT_COLUMNS, result_keys, strict=True):
-            result_positions[name] = len(keys) - 1 - keys[::-1].index(key)
+            if lead and name in ("status", "message"):
+                result_positions[name] = keys.index(key)
+            else:
+                result_positions[name] = len(keys) - 1 - keys[::-1].index(key)
     return fields, result_positions, warnings
 
 

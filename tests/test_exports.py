@@ -343,3 +343,16 @@ def test_the_streaming_reader_reads_what_calamine_reads(tmp_path: Path) -> None:
 
     assert typed(one) == typed(other)
     assert other.ignored == 1
+
+
+def test_an_input_column_called_status_survives_generations(cli, sim, tmp_path: Path) -> None:
+    """The input's own `status` column is carried; fed back, our status column is the one read and replaced."""
+    source = write_csv(tmp_path / "s.csv", [["1", "2", "Interested", "n", "open"]], header=["callID", "logID",
+                                                                                         "disposition", "notes",
+                                                                                         "status"])
+    first = Path(cli("run", source, *_base(sim), "--json").json()["results"])
+    second = cli("run", first, *_base(sim), "--json")
+    sheet = load_workbook(Path(second.json()["results"]))["Results"]
+    headers, values = ([cell.value for cell in sheet[n]] for n in (1, 2))
+    assert headers[0] == headers[6] == "status" and headers.count("status") == 2
+    assert values[0] == "skipped" and values[6] == "open" and sim.stats.received == {"1": 1}
