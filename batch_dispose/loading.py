@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,6 +20,19 @@ from pathlib import Path
 from . import grids
 from .errors import InputFileError
 from .grids import Row, error, get
+from .headers import (
+    FIELDS,
+    HEADER_ALIASES,
+    REQUIRED_FIELDS,
+    RESULT_COLUMNS,
+    map_columns,
+    matched_fields,
+    normalize_header,
+    raise_missing,
+)
+
+__all__ = ["FIELDS", "HEADER_ALIASES", "REQUIRED_FIELDS", "RESULT_COLUMNS", "Table", "cell_kind", "cell_text",
+           "load", "normalize_header", "read_dispositions"]
 
 MAX_BYTES = 50 * 1024 * 1024  # a file larger than this on disk is refused
 MAX_ROWS = 1_048_576  # Excel's own limit
@@ -29,25 +41,6 @@ HEADER_SCAN_ROWS = 30  # the header row is looked for among the first rows of a 
 WIDTH_SAMPLE = 500  # call rows looked at to size the workbook's columns
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xls": "xls", ".ods": "ods"}
-FIELDS = ("callID", "logID", "disposition", "notes")
-REQUIRED_FIELDS = ("callID", "logID", "disposition")
-#: Field -> the header names it is known by, best first (compared as `normalize_header` gives them).
-FIELD_NAMES = {
-    "callID": ("callid", "callno", "callnumber", "callnum", "callreference", "callref", "callrefno", "calluuid"),
-    "logID": ("logid", "logno", "lognumber", "lognum", "calllogid", "logreference"),
-    "disposition": ("disposition", "dispositionname", "calldisposition", "dispo", "outcome", "calloutcome",
-                    "callresult", "dispositionstatus"),
-    "notes": ("notes", "note", "remarks", "remark", "callnotes", "callnote", "comments", "comment",
-              "agentremarks", "agentremark", "agentnotes", "agentnote", "agentcomments", "callremarks",
-              "callcomments", "dispositionnotes", "dispositionremarks", "description"),
-}
-OWN_NAMES = frozenset({"callid", "logid", "disposition", "dispositionname", "notes", "note"})
-#: Normalised header text -> (field name, tier): 0 for a field's own names, 1 for the names exports use.
-#: Two columns of one tier for one field are refused; a column of tier 0 beats one of tier 1.
-HEADER_ALIASES = {name: (field_name, 0 if name in OWN_NAMES else 1) for field_name, names in FIELD_NAMES.items()
-                  for name in names}
-#: The columns a results workbook adds; found again (by name) when one is fed back in.
-RESULT_COLUMNS = ("row", "status", "http_status", "message", "attempts", "finished_at")
 #: First cells that make a row a footer when only numbers stand beside them.
 FOOTER_WORDS = frozenset({"total", "totals", "grand total", "grandtotal", "subtotal", "sub total", "count",
                           "sum", "total calls", "count of calls"})
@@ -119,12 +112,6 @@ class Table:
         from dataclasses import replace
 
         return replace(self, cells=cells)
-
-
-def normalize_header(text: str) -> str:
-    """`Call ID`, `call_id`, `CALL-ID` and full-width `ｃａｌｌＩＤ` all become `callid`."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if not (ch.isspace() or ch in "_-"))
 
 
 def number_text(value: float) -> str:
@@ -245,7 +232,7 @@ def _detect_delimiter(text: str, mapping: Mapping[str, str]) -> str:
                     break
         except csv.Error:
             continue
-        matched = max((len(_matched_fields(r, mapping)) for r in rows), default=0)
+        matched = max((len(matched_fields(r, mapping)) for r in rows), default=0)
         widths = [len(r) for r in rows if r]
         consistent = widths.count(max(set(widths), key=widths.count)) if widths and max(widths) > 1 else 0
         score = (matched, consistent)
@@ -269,7 +256,7 @@ class _Source:
                 self._pending = (number, raw)
                 return
             self.head.append((number, raw))
-            if len(_matched_fields(_texts(raw), mapping)) == len(REQUIRED_FIELDS):
+            if len(matched_fields(_texts(raw), mapping)) == len(REQUIRED_FIELDS):
                 self.header_index = len(self.head) - 1
                 break
 
@@ -288,26 +275,6 @@ def _texts(raw: Row) -> list[str]:
     return [cell_text(value) for value in raw]
 
 
-def _is(header: str, wanted: str) -> bool:
-    return header.strip() == wanted or normalize_header(header) == normalize_header(wanted)
-
-
-def _field_of(header: str, mapping: Mapping[str, str]) -> tuple[str, int] | None:
-    """The field a header names (and its tier); an explicit mapping beats every known name."""
-    for name, wanted in mapping.items():
-        if _is(header, wanted):
-            return name, -1
-    found = HEADER_ALIASES.get(normalize_header(header))
-    if found is not None and found[0] in mapping:  # the mapping chose another column for this field
-        return None
-    return found
-
-
-def _matched_fields(headers: Sequence[str], mapping: Mapping[str, str]) -> set[str]:
-    found = {matched[0] for matched in (_field_of(header, mapping) for header in headers) if matched}
-    return found & set(REQUIRED_FIELDS)
-
-
 def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, mapping: Mapping[str, str], *,
            sheet: str | None = None, hidden: bool = False, encoding: str | None = None,
            delimiter: str | None = None) -> Table:
@@ -316,7 +283,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     assert source.header_index is not None
     header_row, header_raw = source.head[source.header_index]
     headers = [text.strip() for text in _texts(header_raw)]
-    fields, result_positions, warnings = _map_columns(path, headers, mapping)
+    fields, result_positions, warnings = map_columns(path, headers, mapping)
     field_positions = [fields.get(name) for name in FIELDS]
     texts: dict[str, list[str]] = {name: [] for name in FIELDS}
     appends = [texts[name].append for name in FIELDS]
@@ -449,68 +416,8 @@ def _note_unnamed(raw: Row, headers: list[str], blank_headers: list[int], used: 
             used.add(position)
 
 
-def _map_columns(path: Path, headers: list[str], mapping: Mapping[str, str]
-                 ) -> tuple[dict[str, int], dict[str, int], list[str]]:
-    """Field -> position, result column -> position (a results workbook), and warnings."""
-    for name, wanted in mapping.items():
-        if not any(_is(header, wanted) for header in headers):
-            found = ", ".join(header for header in headers if header) or "no headers"
-            raise error(path, f"has no column '{wanted}' (asked for by the column mapping {name}={wanted}; "
-                        f"found: {found}); give the header exactly as the file has it")
-    best: dict[str, tuple[int, int]] = {}  # field -> (rank, position)
-    also: dict[str, list[str]] = {}
-    for position, header in enumerate(headers):
-        matched = _field_of(header, mapping)
-        if matched is None:
-            continue
-        name, rank = matched
-        if name in best and best[name][0] == rank:
-            first = headers[best[name][1]]
-            raise error(path, f"has two columns for {name} ('{first}' and '{header}'); rename or remove one, "
-                        f"or choose one with --column {name}=HEADER")
-        if name not in best or rank < best[name][0]:
-            if name in best:
-                also.setdefault(name, []).append(headers[best[name][1]])
-            best[name] = (rank, position)
-        else:
-            also.setdefault(name, []).append(header)
-    fields = {name: best[name][1] for name in FIELDS if name in best}
-    warnings = [f"The column{'s' if len(others) > 1 else ''} {', '.join(repr(o) for o in others)} "
-                f"{'are' if len(others) > 1 else 'is'} carried, not sent: {name} come from '{headers[fields[name]]}' "
-                f"(choose another with --column {name}=HEADER)." for name, others in also.items()]
-    keys = [normalize_header(header) for header in headers]
-    result_keys = [normalize_header(name) for name in RESULT_COLUMNS]
-    result_positions: dict[str, int] = {}
-    if all(key in keys for key in result_keys):  # a results workbook: status and message first, or at the end
-        lead = keys[:2] == ["status", "message"]
-        for name, key in zip(RESULT_COLUMNS, result_keys, strict=True):
-            if lead and name in ("status", "message"):
-                result_positions[name] = keys.index(key)
-            else:
-                result_positions[name] = len(keys) - 1 - keys[::-1].index(key)
-    return fields, result_positions, warnings
-
-
 def _raise_missing(path: Path, sources: Sequence[_Source], mapping: Mapping[str, str]) -> None:
-    """Name the missing required columns, showing the most header-like row we found."""
-    candidates = [[text.strip() for text in _texts(raw) if text.strip()] for source in sources
-                  for _, raw in source.head]
-    candidates = [texts for texts in candidates if texts]
-    if not candidates:
-        raise error(path, "holds no data (every row is blank); export the calls again")
-    best = max(candidates, key=lambda texts: len(_matched_fields(texts, mapping)))  # the first, among equals
-    for name, wanted in mapping.items():
-        if not any(_is(header, wanted) for header in best):
-            found = ", ".join(best[:8]) + ("…" if len(best) > 8 else "")
-            raise error(path, f"has no column '{wanted}' (asked for by the column mapping {name}={wanted}; "
-                        f"found: {found}); give the header exactly as the file has it")
-    missing = [name for name in REQUIRED_FIELDS if name not in _matched_fields(best, mapping)]
-    found = ", ".join(best[:8]) + ("…" if len(best) > 8 else "")
-    plural = "s" if len(missing) > 1 else ""
-    listed = " and ".join(f"'{name}'" for name in missing)
-    raise error(path, f"column{plural} {listed} {'are' if plural else 'is'} missing (found: {found}); "
-                f"rename the column{plural} in the header row to {' and '.join(missing)}, "
-                f"or name {'them' if plural else 'it'} with --column {missing[0]}=HEADER")
+    raise_missing(path, [_texts(raw) for source in sources for _, raw in source.head], mapping)
 
 
 def _size(count: int) -> str:
