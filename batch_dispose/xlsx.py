@@ -28,6 +28,7 @@ _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _REF = re.compile(r"([A-Z]{1,3})(\d*)")
 _QUOTED = re.compile(r'"[^"]*"|\[[^\]]*\]|\\.')
 _CHUNK = 1 << 16
+_LAST_ROW = 1_048_576  # a row number outside 1..this, or not after the previous row, is taken as the next row
 
 
 class XlsxError(Exception):
@@ -228,7 +229,7 @@ class XlsxBook:
                     reading = True
             elif code == 3:
                 number = attrs.get("r")
-                row = int(number) if number and number.isdigit() else row + 1
+                row = int(number) if number and number.isdigit() and row < int(number) <= _LAST_ROW else row + 1
                 column = -1
                 cells.clear()
             elif code == 4:
