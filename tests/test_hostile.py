@@ -292,8 +292,10 @@ def test_any_csv_loads_into_every_row_or_one_sentence(tmp_path: Path, header: li
     assert len(validation.messages) + len(validation.requests) == len(table)
     assert all(message.strip() for message in validation.messages.values())
     if cut is None and encoding != "cp1252" and table.delimiter == delimiter and table.rows[0] - 1 == 1:
-        expected = [row for row in rows if "".join(row).strip()]
-        assert len(table) == len(expected)
+        fields = [position for position, name in enumerate(header) if name in ("callID", "Call ID", "logID",
+                                                                               "log_id", "disposition", "notes")]
+        calls = [row for row in rows if any(row[n].strip() for n in fields if n < len(row))]  # other rows: not calls
+        assert len(table) == len(calls)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
