@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import __version__
+from .calls import Calls, Selection
 from .errors import InputFileError
 from .models import (
     CallRequest,
@@ -72,7 +73,7 @@ class Plan:
 
     table: Table  # with the edits applied: the values as they are sent
     results: RowResults
-    to_send: list[CallRequest]
+    to_send: Sequence[CallRequest]  # a compact sequence (calls.Selection): iterate, index or slice it
     warnings: list[str]
     notes: dict[int, str]  # row index -> why it is sent although an earlier run settled it
     edited: dict[int, str] = field(default_factory=dict)  # row index -> what a person changed, for its message
@@ -113,7 +114,13 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     left_out = {row_index(table, row) for row in excluded or ()}
     for index in left_out:
         results.set(index, Outcome(Status.PENDING, EXCLUDED_MESSAGE))
-    requests = [call for call in validation.requests if call.index not in left_out]
+    requests: Calls | Selection = validation.requests
+    if left_out:
+        kept = validation.requests.subset()
+        for call in validation.requests:
+            if call.index not in left_out:
+                kept.append(call)
+        requests = kept
     warnings = [*table.warnings, *validation.warnings]
     if "notes" not in table.fields:
         warnings.append("There is no notes column (--no-notes): every call is sent with empty notes.")
@@ -124,12 +131,14 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     return Plan(table, results, to_send, warnings, notes, edited)
 
 
-def _settle_by_history(table: Table, settings: Settings, requests: list[CallRequest], results: RowResults,
+def _settle_by_history(table: Table, settings: Settings, requests: Sequence[CallRequest], results: RowResults,
                        history: Callable[[list[str]], Mapping[str, tuple[Status, str]]] | None
-                       ) -> tuple[list[CallRequest], dict[int, str]]:
+                       ) -> tuple[Sequence[CallRequest], dict[int, str]]:
     """What earlier runs say about each valid row: send it, or settle it now (skipped / unknown)."""
     known = history([call.call_id for call in requests]) if history and requests else {}
-    to_send, notes = [], {}
+    to_send: Selection | list[CallRequest] = (requests.subset() if isinstance(requests, Calls | Selection)
+                                              else [])  # compact, in input order
+    notes = {}
     for call in requests:
         earlier = _from_workbook(table, call.index) or known.get(call.call_id)
         if earlier is None:
@@ -370,7 +379,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     stop_reason: StopReason | None = None
     if settings.strict and results.counts()[Status.INVALID]:
         stop_reason = StopReason.STRICT
-        to_send: list[CallRequest] = []
+        to_send: Sequence[CallRequest] = []
     else:
         to_send = decided.to_send
     reporter.file_started(path, len(table), len(to_send))

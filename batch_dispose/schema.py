@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
+from .calls import Calls
 from .loading import KIND_BOOL, KIND_DATE, Table
-from .models import CallRequest, Status
+from .models import Status
 
 CHUNK = 25_000  # rows validated in one pandera pass (its frames are the transient memory of validation)
 
@@ -69,7 +70,7 @@ class Validation:
     """The verdict on every row of a table: a message for each invalid row, requests for the rest."""
 
     messages: dict[int, str]  # table row index -> why the row is invalid
-    requests: list[CallRequest]  # the valid rows, in input order
+    requests: Calls  # the valid rows, in input order (a compact sequence of CallRequests)
     warnings: list[str] = field(default_factory=list)  # about the file as a whole (look-alike dispositions)
 
 
@@ -172,7 +173,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     schema = row_schema(allowed, call_id_pattern)
     canonical = {name.casefold(): name for name in allowed} if allowed is not None else None
     messages: dict[int, str] = {}
-    requests: list[CallRequest] = []
+    requests = Calls(table.rows)
     all_ids = normalize_ids(table.field_cells("callID"))  # the same string objects where nothing changed
     first = first_rows(all_ids)
     dispositions: dict[str, int] = {}
@@ -189,8 +190,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
             dispositions[disposition] = dispositions.get(disposition, 0) + 1
             if canonical is not None:
                 disposition = canonical[disposition.casefold()]
-            requests.append(CallRequest(index=index, row=table.rows[index], call_id=call_id,
-                                        log_id=int(log_id.split(".")[0]), disposition=disposition, notes=notes))
+            requests.add(index, call_id, int(log_id.split(".")[0]), disposition, notes)
     warnings = look_alike_dispositions(dispositions) if allowed is None else []
     return Validation(messages=messages, requests=requests, warnings=warnings)
 
