@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from . import grids
+from .calls import Kinds, RowNumbers
 from .errors import InputFileError
 from .grids import Row, error, get
 from .headers import (
@@ -61,9 +62,9 @@ class Table:
     positions: tuple[int, ...]  # the file's column position of each header
     header_row: int  # the header's own row number
     cells: dict[str, list[str]]  # field -> its text cells, one per call row (notes: absent when no column)
-    rows: list[int]  # the row number a spreadsheet shows for each call row
+    rows: Sequence[int]  # the row number a spreadsheet shows for each call row (a calls.RowNumbers)
     fields: dict[str, int]  # field name -> index into headers (notes may be absent)
-    kinds: dict[str, list[str]]  # "callID"/"logID" -> per-row cell kind ("", "date", "bool")
+    kinds: Mapping[str, Sequence[str]]  # "callID"/"logID" -> per-row cell kind ("", "date", "bool")
     ignored: int = 0  # rows that are not calls (footers, rows of other columns only); blank rows not counted
     prior_status: list[str] | None = None  # per row, when the input is a results workbook
     prior_finished: list[str] | None = None
@@ -287,7 +288,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     field_positions = [fields.get(name) for name in FIELDS]
     texts: dict[str, list[str]] = {name: [] for name in FIELDS}
     appends = [texts[name].append for name in FIELDS]
-    kinds: dict[str, list[str]] = {"callID": [], "logID": []}
+    kinds = {"callID": Kinds(), "logID": Kinds()}
     status_pos, finished_pos = result_positions.get("status"), result_positions.get("finished_at")
     prior_status: list[str] | None = [] if status_pos is not None else None
     prior_finished: list[str] | None = [] if finished_pos is not None else None
@@ -296,7 +297,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     blank_headers = [position for position, header in enumerate(headers) if not header]
     used: set[int] = set()  # unnamed columns (blank header, or right of the header) holding something
     longest = [len(header) for header in headers]
-    rows: list[int] = []
+    rows = RowNumbers()
     ignored = 0
     call_kinds, log_kinds = kinds["callID"].append, kinds["logID"].append
     plain = (str, float, int, type(None))

@@ -303,7 +303,7 @@ def test_a_stray_corner_cell_costs_one_cell_not_the_whole_range(tmp_path: Path, 
         table = load(Path({str(source)!r}))
         write_results(table, RowResults(len(table)), [], reports_dir=Path({str(tmp_path / 'r')!r}),
                       started=datetime.now(UTC))
-        print(table.rows, table.ignored)
+        print(list(table.rows), table.ignored)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).parent.parent)
