@@ -100,10 +100,16 @@ def _decode_as(data: bytes, encoding: str, path: Path) -> str:
         raise error(path, f"starts like {encoding.upper()} text but is not; save it again as 'CSV UTF-8'") from None
 
 
-def csv_records(data: bytes, encoding: str, delimiter: str, path: Path) -> Iterator[tuple[int, Row]]:
-    """The records of a CSV file's bytes, decoded as they are read (no copy of the whole text is made)."""
+def csv_records(data: bytes | Path, encoding: str, delimiter: str, path: Path) -> Iterator[tuple[int, Row]]:
+    """The records of a CSV file's bytes (or of the file itself), decoded as they are read: no copy of
+    the whole text is made."""
     csv.field_size_limit(sys.maxsize)
-    lines = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+    stream = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")  # noqa: SIM115 (closed below)
+    with io.TextIOWrapper(stream, encoding=encoding, newline="") as lines:
+        yield from _records(lines, delimiter, path)
+
+
+def _records(lines: io.TextIOWrapper, delimiter: str, path: Path) -> Iterator[tuple[int, Row]]:
     records = csv.reader(lines, delimiter=delimiter, strict=True)
     row = 0
     try:
@@ -166,7 +172,8 @@ class Sheet:
 class Workbook:
     """A workbook's sheets, each readable as rows as often as wanted (from the file's bytes in memory)."""
 
-    def __init__(self, data: bytes, path: Path, fmt: str) -> None:
+    def __init__(self, data: bytes | None, path: Path, fmt: str) -> None:
+        """From the file's bytes, or (data None) from the file itself, read as needed."""
         self.data, self.path, self.fmt = data, path, fmt
         self.sheets = self._sheets()
 
@@ -198,12 +205,14 @@ class Workbook:
     def _xlsx(self):  # type: ignore[no-untyped-def]
         from .xlsx import XlsxBook
 
-        return XlsxBook(zipfile.ZipFile(io.BytesIO(self.data)))
+        return XlsxBook(zipfile.ZipFile(io.BytesIO(self.data) if self.data is not None else self.path))
 
     def _calamine(self):  # type: ignore[no-untyped-def]
         import python_calamine
 
         try:
+            if self.data is None:
+                return python_calamine.CalamineWorkbook.from_path(str(self.path))
             return python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(self.data))
         except python_calamine.PasswordError:
             raise error(self.path, "is password-protected; open it, remove the password, save it and try again"

@@ -73,7 +73,6 @@ class Table:
     delimiter: str | None = None
     warnings: tuple[str, ...] = field(default=())
     widths: tuple[int, ...] = field(default=())  # longest first line per header among the first rows
-    _data: bytes = field(default=b"", repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -83,14 +82,31 @@ class Table:
         return self.cells.get(name) or [""] * len(self.rows)
 
     def source_rows(self) -> Iterator[tuple[int, Row]]:
-        """Every non-skipped row of the sheet again, from the file's bytes: (row number, raw cells)."""
+        """Every non-skipped row of the sheet again, read from the file: (row number, raw cells).
+
+        A file whose content is no longer what was read (its SHA-256 differs) gives only the header
+        and the call rows, without their other cells: the fields are in the table, the rest is gone."""
+        if not self._unchanged():
+            yield self.header_row, dict(zip(self.positions, self.headers, strict=True))
+            yield from ((number, {}) for number in self.rows)
+            return
         if self.format == "csv":
             assert self.encoding is not None and self.delimiter is not None
-            yield from grids.csv_records(self._data, self.encoding, self.delimiter, self.path)
+            yield from grids.csv_records(self.path, self.encoding, self.delimiter, self.path)
             return
-        book = grids.Workbook(self._data, self.path, self.format)
+        book = grids.Workbook(None, self.path, self.format)
         sheet = next(sheet for sheet in book.sheets if sheet.name == self.sheet)
         yield from book.rows(sheet)
+
+    def _unchanged(self) -> bool:
+        digest = hashlib.sha256()
+        try:
+            with open(self.path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.hexdigest() == self.sha256
 
     @property
     def columns(self) -> tuple[list[str], ...]:
@@ -357,7 +373,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
         cells=cells_by_field, rows=rows, fields={name: index[position] for name, position in fields.items()},
         kinds=kinds, ignored=ignored, prior_status=prior_status, prior_finished=prior_finished, sheet=sheet,
         encoding=encoding, delimiter=delimiter, warnings=tuple(warnings),
-        widths=tuple(min(longest[position], 200) for position in keep), _data=data,
+        widths=tuple(min(longest[position], 200) for position in keep),
     )
 
 

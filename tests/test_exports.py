@@ -356,3 +356,20 @@ def test_an_input_column_called_status_survives_generations(cli, sim, tmp_path: 
     headers, values = ([cell.value for cell in sheet[n]] for n in (1, 2))
     assert headers[0] == headers[6] == "status" and headers.count("status") == 2
     assert values[0] == "skipped" and values[6] == "open" and sim.stats.received == {"1": 1}
+
+
+def test_a_file_changed_after_it_was_read_still_gets_its_workbook(tmp_path: Path) -> None:
+    """The other columns are read again when the workbook is written; if the file changed meanwhile, the
+    workbook still holds every call row with its fields and result (the other cells are left blank)."""
+    from datetime import UTC
+
+    from batch_dispose.models import RowResults
+    from batch_dispose.workbook import write_results
+
+    source = write_csv(tmp_path / "c.csv", [["1", "2", "Interested", "n", "Priya"]],
+                       header=["callID", "logID", "disposition", "notes", "Agent"])
+    table = load(source)
+    source.write_text("something else entirely\n")
+    path = write_results(table, RowResults(len(table)), [], reports_dir=tmp_path / "r", started=datetime.now(UTC))
+    _, records, _ = read_results(path)
+    assert [(r["callID"], r["notes"], r["Agent"], r["row"]) for r in records] == [("1", "n", None, 2)]
