@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--dispositions", type=Path, metavar="FILE", help="allowed disposition names, one a line")
     validate.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger to consult with a target "
                           "(default: the user's own)")
+    _add_input_options(validate)
     _add_common(validate)
 
     sweep = commands.add_parser("sweep", help="run every spreadsheet in a folder, then file it (for cron)")
@@ -143,6 +144,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="send nothing if any row is invalid")
     parser.add_argument("--force", action="store_true", help="send rows even if already disposed")
     parser.add_argument("--retry-unknown", action="store_true", help="re-send rows left unknown by earlier runs")
+    _add_input_options(parser)
     _add_common(parser)
 
 
@@ -150,6 +152,14 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
     return int(text)
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--column", action="append", metavar="FIELD=HEADER", dest="columns",
+                        help="use the column headed HEADER for FIELD (callID, logID, disposition, notes); repeatable")
+    parser.add_argument("--no-notes", action="store_true", help="send a file without a notes column, notes empty")
+    parser.add_argument("--call-id-pattern", metavar="REGEX", help="what this account's call IDs look like, "
+                        "matched in full (e.g. '\\d+': digits only)")
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -200,16 +210,31 @@ def _code_for(exc: BatchDisposeError) -> int:
     return ExitCode.USAGE
 
 
+def _column_flags(values: list[str]) -> tuple[tuple[str, str], ...]:
+    from .config import column_mapping
+
+    pairs = []
+    for value in values:
+        name, equals, header = value.partition("=")
+        if not equals or not name.strip() or not header.strip():
+            raise UsageError(f"--column {value}: write FIELD=HEADER, e.g. --column notes=Remarks.")
+        pairs.append((name, header))
+    return column_mapping(pairs, "--column")
+
+
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .config import check_limit, resolve
+    from .config import check_limit, check_pattern, resolve
 
     flags = {key: getattr(args, key, None) for key in (
         "subdomain", "base_url", "token_file", "reports_dir", "ledger", "dispositions", "concurrency", "rate",
-        "timeout", "retries", "strict", "force", "retry_unknown")}
+        "timeout", "retries", "strict", "force", "retry_unknown", "no_notes", "call_id_pattern")}
     for key in ("concurrency", "rate", "timeout", "retries"):
         value = flags[key]
         if value is not None:
             check_limit(key, value, f"--{key}")
+    flags["columns"] = _column_flags(getattr(args, "columns", None) or [])
+    if flags["call_id_pattern"] is not None:
+        check_pattern(flags["call_id_pattern"], "--call-id-pattern")
     return resolve(flags, config=args.config, cwd=Path.cwd())
 
 

@@ -21,8 +21,10 @@ from .settings import DEFAULT_REPORTS_DIR, Settings
 CONFIG_NAME = "batch-dispose.toml"
 PATH_KEYS = ("token_file", "reports_dir", "ledger", "dispositions")
 NUMBER_KEYS = {"concurrency": int, "retries": int, "timeout": float, "rate": float}
-BOOL_KEYS = ("strict", "retry_unknown")  # not force: resending everything is a decision for one run
-KNOWN_KEYS = ("subdomain", "base_url", *PATH_KEYS, *NUMBER_KEYS, *BOOL_KEYS, "force")  # force: flag only
+BOOL_KEYS = ("strict", "retry_unknown", "no_notes")  # not force: resending everything is a decision for one run
+KNOWN_KEYS = ("subdomain", "base_url", *PATH_KEYS, *NUMBER_KEYS, *BOOL_KEYS, "force",  # force: flag only
+              "columns", "call_id_pattern")
+COLUMN_FIELDS = ("callID", "logID", "disposition", "notes")
 LIMITS = {"concurrency": (1, 256), "retries": (0, 10), "timeout": (0.1, 600.0), "rate": (0.1, 10_000.0)}
 
 
@@ -58,6 +60,15 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def _typed(path: Path, key: str, value: object) -> object:
+    if key == "columns":
+        if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip() for v in value.values()):
+            raise ConfigError(f'{path}: \'columns\' must be a table of field = "header text" (e.g. [columns] '
+                              f'then notes = "Remarks"), after the top-level keys.', path=path, key=key)
+        return column_mapping(value.items(), f"{path}: [columns]")
+    if key == "call_id_pattern":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{path}: 'call_id_pattern' must be a regular expression in quotes.", path=path, key=key)
+        return check_pattern(value, f"{path}: 'call_id_pattern'")
     if key in PATH_KEYS or key in ("subdomain", "base_url"):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: '{key}' must be a non-empty text value in quotes.", path=path, key=key)
@@ -79,14 +90,38 @@ def check_limit(key: str, value: float, label: str) -> Any:
     return value
 
 
+def column_mapping(pairs, label: str) -> tuple[tuple[str, str], ...]:  # type: ignore[no-untyped-def]
+    """(field, header) pairs with the field's canonical spelling; a field not among the four is an error."""
+    mapping: dict[str, str] = {}
+    for name, header in pairs:
+        canonical = next((known for known in COLUMN_FIELDS if known.casefold() == str(name).strip().casefold()), None)
+        if canonical is None:
+            raise UsageError(f"{label}: {name!r} is not a field; map one of {', '.join(COLUMN_FIELDS)} "
+                             f"(e.g. notes=Remarks).")
+        mapping[canonical] = str(header).strip()
+    return tuple(mapping.items())
+
+
+def check_pattern(pattern: str, label: str) -> str:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"{label} is not a valid regular expression ({exc}); e.g. \\d+ for digits only.") from None
+    return pattern
+
+
 def resolve(flags: Mapping[str, Any], *, config: Path | None, cwd: Path) -> Settings:
     """Settings from flags (None = not given), then the config file, then defaults; with sources."""
     path = find_config(config, cwd)
     from_file = read_config(path) if path is not None else {}
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    if flags.get("columns") and from_file.get("columns"):  # a flag maps its field; the file keeps the others
+        flags = {**flags, "columns": tuple({**dict(from_file["columns"]), **dict(flags["columns"])}.items())}
     for key in KNOWN_KEYS:
-        if flags.get(key) is not None and flags.get(key) is not False:
+        if flags.get(key) is not None and flags.get(key) is not False and flags.get(key) != ():
             merged[key], sources[key] = flags[key], "command line"
         elif key in from_file:
             merged[key], sources[key] = from_file[key], str(path)

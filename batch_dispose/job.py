@@ -7,12 +7,14 @@ progress goes to a `Reporter`, results come back as `FileResult`s.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import bisect
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import __version__
+from .calls import Calls, Selection
 from .errors import InputFileError
 from .models import (
     CallRequest,
@@ -22,7 +24,6 @@ from .models import (
     RowResults,
     Status,
     StopReason,
-    iso,
     utc_now,
 )
 from .settings import Settings
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 RUN_STATUSES = tuple(status for status in Status if status is not Status.READY)
 VALIDATE_STATUSES = (Status.READY, Status.SKIPPED, Status.UNKNOWN, Status.INVALID)
 PREVIEW_REQUESTS = 3
+EXCLUDED_MESSAGE = "excluded in the page; not sent"
+EDITABLE = ("callID", "logID", "disposition", "notes")
+#: Spreadsheet row number -> {field: new text}: cells a person changed before sending (the ops page).
+Edits = Mapping[int, Mapping[str, str]]
 
 
 class Reporter(Protocol):
@@ -67,32 +72,86 @@ class QuietReporter:
 class Plan:
     """What was decided about a file before anything is sent."""
 
-    table: Table
+    table: Table  # with the edits applied: the values as they are sent
     results: RowResults
-    to_send: list[CallRequest]
+    to_send: Sequence[CallRequest]  # a compact sequence (calls.Selection): iterate, index or slice it
     warnings: list[str]
     notes: dict[int, str]  # row index -> why it is sent although an earlier run settled it
     resent_unknown: set[int] = field(default_factory=set)  # row indexes re-sent with --retry-unknown
+    edited: dict[int, str] = field(default_factory=dict)  # row index -> what a person changed, for its message
+
+
+def load_table(path: Path, settings: Settings) -> Table:
+    """Load one input with the settings' column mapping; a file without a notes column is refused
+    unless --no-notes says that empty notes are meant."""
+    from .loading import load
+
+    table = load(path, columns=dict(settings.columns))
+    if "notes" not in table.fields and not settings.no_notes:
+        found = ", ".join(header for header in table.headers if header)
+        raise InputFileError(f"{path}: there is no notes column (found: {found}), so nothing is sent; name the "
+                             f"notes column with --column notes=HEADER, or pass --no-notes if the calls are meant "
+                             f"to be sent with empty notes.", path=path)
+    return table
 
 
 def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
-         history: Callable[[list[str]], Mapping[str, CallRecord]] | None = None) -> Plan:
+         history: Callable[[list[str]], Mapping[str, CallRecord]] | None = None, *,
+         edits: Edits | None = None, excluded: Collection[int] | None = None) -> Plan:
     """Validate every row and decide which to send; the rest get their status now.
 
-    What earlier runs say (the ledger through `history(call_ids)`, and the status column of a
-    results workbook given back) is weighed by `prior.decide`: the ledger is the truth about what
-    was sent; only --force sends a call it has as disposed.
+    `edits` (row number -> {field: text}) replace cells before the rules judge them; `excluded` rows
+    (row numbers) are not sent (pending). What earlier runs say (the ledger through
+    `history(call_ids)`, and the status column of a results workbook given back) is weighed by
+    `prior.decide`: the ledger is the truth about what was sent; only --force sends a call it has as
+    disposed.
     """
-    from .prior import decide
     from .schema import validate
 
+    table, edited = apply_edits(table, edits or {})
     results = RowResults(len(table))
-    validation = validate(table, allowed)
+    validation = validate(table, allowed, settings.call_id_pattern)
     for index, message in validation.messages.items():
         results.set(index, Outcome(Status.INVALID, message))
-    known = history([call.call_id for call in validation.requests]) if history and validation.requests else {}
-    to_send, notes, resent_unknown, changed = [], {}, set(), 0
-    for call in validation.requests:
+    left_out = {row_index(table, row) for row in excluded or ()}
+    for index in left_out:
+        results.set(index, Outcome(Status.PENDING, EXCLUDED_MESSAGE))
+    requests: Calls | Selection = validation.requests
+    if left_out:
+        kept = validation.requests.subset()
+        for call in validation.requests:
+            if call.index not in left_out:
+                kept.append(call)
+        requests = kept
+    warnings = [*table.warnings, *validation.warnings]
+    if "notes" not in table.fields:
+        warnings.append("There is no notes column (--no-notes): every call is sent with empty notes.")
+    if table.ignored:
+        warnings.append(f"{table.ignored:,} row{'s' if table.ignored != 1 else ''} had no call data and "
+                        f"{'were' if table.ignored != 1 else 'was'} ignored (totals, or only other columns filled).")
+    to_send, notes, resent_unknown, changed = _settle_by_history(table, settings, requests, results, history)
+    if changed:
+        warnings.append(f"skipped with different content: {changed} (already disposed, but the file now says "
+                        f"something else than what was sent; each row's message names both values). Nothing was "
+                        f"sent again; --force would send them.")
+    return Plan(table, results, to_send, warnings, notes, resent_unknown, edited)
+
+
+def _settle_by_history(table: Table, settings: Settings, requests: Sequence[CallRequest], results: RowResults,
+                       history: Callable[[list[str]], Mapping[str, CallRecord]] | None
+                       ) -> tuple[Sequence[CallRequest], dict[int, str], set[int], int]:
+    """What earlier runs say about each valid row (`prior.decide`): send it, or settle it now (skipped /
+    unknown). Returns the rows to send, their notes, the rows re-sent as unknown, and how many skipped
+    rows differ from what was sent."""
+    from .prior import decide
+
+    known = history([call.call_id for call in requests]) if history and requests else {}
+    to_send: Selection | list[CallRequest] = (requests.subset() if isinstance(requests, Calls | Selection)
+                                              else [])  # compact, in input order
+    notes: dict[int, str] = {}
+    resent_unknown: set[int] = set()
+    changed = 0
+    for call in requests:
         decision = decide(call, _from_workbook(table, call.index), known.get(call.call_id),
                           force=settings.force, retry_unknown=settings.retry_unknown)
         if not decision.send:
@@ -105,12 +164,55 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
             notes[call.index] = decision.message
         if decision.resends_unknown:
             resent_unknown.add(call.index)
-    warnings = list(table.warnings)
-    if changed:
-        warnings.append(f"skipped with different content: {changed} (already disposed, but the file now says "
-                        f"something else than what was sent; each row's message names both values). Nothing was "
-                        f"sent again; --force would send them.")
-    return Plan(table, results, to_send, warnings, notes, resent_unknown)
+    return to_send, notes, resent_unknown, changed
+
+
+def row_index(table: Table, row: int) -> int:
+    """The table index of spreadsheet row `row`; UsageError when that row is not a call row."""
+    from .errors import UsageError
+
+    index = bisect.bisect_left(table.rows, row)
+    if index >= len(table.rows) or table.rows[index] != row:
+        raise UsageError(f"{table.path}: row {row} is not a call row of the file (blank, a title, the header, "
+                         f"or a row without call data).")
+    return index
+
+
+def apply_edits(table: Table, edits: Edits) -> tuple[Table, dict[int, str]]:
+    """The table with a person's edits in place, and for each edited row what changed (for its message)."""
+    from .errors import UsageError
+
+    if not edits:
+        return table, {}
+    cells = {name: list(table.field_cells(name)) for name in EDITABLE}
+    edited: dict[int, str] = {}
+    for row, changes in sorted(edits.items()):
+        index = row_index(table, row)
+        said = []
+        for name, text in changes.items():
+            if name not in EDITABLE:
+                raise UsageError(f"row {row}: {name!r} cannot be edited; edit one of {', '.join(EDITABLE)}.")
+            before = cells[name][index]
+            if text != before:
+                said.append(f"{name} {_short(before)} -> {_short(text)}")
+                cells[name][index] = text
+        if said:
+            edited[index] = "edited in the page: " + ", ".join(said)
+    if "notes" not in table.fields and not any(cells["notes"]):
+        del cells["notes"]
+    return table.with_cells(cells), edited
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def row_checker(table: Table, settings: Settings, allowed: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
+    """A `schema.RowChecker` for this file and settings: `.check(index, {field: text}) -> (status, message)`
+    judges one edited row by the same rules, the duplicate rule against the rest of the file."""
+    from .schema import RowChecker
+
+    return RowChecker(table, allowed, settings.call_id_pattern)
 
 
 def _from_workbook(table: Table, index: int) -> Given | None:
@@ -148,15 +250,18 @@ def summary_rows(table: Table, settings: Settings, counts: Mapping[Status, int],
                  started, finished, command: str, stop_reason: StopReason | None,  # type: ignore[no-untyped-def]
                  warnings: Sequence[str]) -> list[tuple[str, object]]:
     """The Summary sheet: counts, the file and its SHA-256, the host, times, settings, version."""
+    from .workbook import local_time
+
     rows: list[tuple[str, object]] = [("Command", command), ("Rows", len(table))]
     rows += [(status.value, counts.get(status, 0)) for status in statuses]
+    rows.append(("Rows without call data (ignored)", table.ignored))
     rows += [
         ("Input file", str(table.path.resolve())),
         ("Sheet", table.sheet or "(CSV)"),
         ("Input SHA-256", table.sha256),
         ("Ryng host", settings.base_url or "(not set)"),
-        ("Started (UTC)", iso(started)),
-        ("Finished (UTC)", iso(finished)),
+        ("Started", local_time(started)),
+        ("Finished", local_time(finished)),
         ("Duration (s)", round((finished - started).total_seconds(), 3)),
     ]
     if stop_reason is not None:
@@ -167,11 +272,14 @@ def summary_rows(table: Table, settings: Settings, counts: Mapping[Status, int],
     return rows
 
 
-def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | Reporter | None = None
+def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | Reporter | None = None,
+                  edits: Edits | None = None, excluded: Collection[int] | None = None,
                   ) -> tuple[FileResult, list[str]]:
-    """`validate`: the workbook with ready/invalid rows, and a preview of the first requests."""
+    """`validate`: the -checked- workbook with ready/invalid rows, and a preview of the first requests.
+
+    A file without a notes column (and no --no-notes) raises InputFileError, as `run` does: no workbook."""
     from .client import preview
-    from .loading import load, read_dispositions
+    from .loading import read_dispositions
     from .preflight import check_places
     from .prior import reading
     from .workbook import write_results
@@ -179,21 +287,25 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
     started = utc_now()
     check_places(settings, ledger=False)
     allowed = read_dispositions(settings.dispositions) if settings.dispositions else None
-    table = load(path)
     with reading(settings) as history:  # with a target: rows `run` would skip show as skipped
-        decided = plan(table, settings, allowed, history)
+        decided = plan(load_table(path, settings), settings, allowed, history, edits=edits, excluded=excluded)
+    table = decided.table
     for call in decided.to_send:
         decided.results.set(call.index, Outcome(Status.READY, "ready to send"))
     counts = decided.results.counts()
     finished = utc_now()
     summary = summary_rows(table, settings, counts, VALIDATE_STATUSES, started=started, finished=finished,
                            command="validate", stop_reason=None, warnings=decided.warnings)
-    results_path = write_results(table, decided.results, summary, reports_dir=settings.reports_dir, started=started)
+    results_path = write_results(table, decided.results, summary, reports_dir=settings.reports_dir, started=started,
+                                 kind="checked", notes=decided.edited)
     previews = [preview(settings.base_url, call) for call in decided.to_send[:PREVIEW_REQUESTS]]
-    result = FileResult(path, results_path, len(table), {s: counts[s] for s in VALIDATE_STATUSES}, started,
-                        finished, ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN]
-                        else ExitCode.OK,
-                        warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows))
+    shown = {s: counts[s] for s in VALIDATE_STATUSES}
+    if counts[Status.PENDING]:
+        shown[Status.PENDING] = counts[Status.PENDING]  # rows excluded in the page
+    result = FileResult(path, results_path, len(table), shown, started, finished,
+                        ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN] else ExitCode.OK,
+                        warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows),
+                        ignored=table.ignored)
     (reporter or QuietReporter()).file_finished(result)
     return result, previews
 
@@ -209,27 +321,31 @@ async def run_files(paths: Sequence[Path], settings: Settings, token: Secret, *,
                     transport: httpx.AsyncBaseTransport | None = None,
                     after_file: Callable[[FileResult], None] | None = None,
                     stop_when: Callable[[FileResult], StopReason | None] = stops_the_batch,
+                    edits: Edits | None = None, excluded: Collection[int] | None = None,
                     ) -> list[FileResult]:
     """`run`: each file in turn, holding the ledger's lock throughout. An unusable file is reported
     and the rest still run; once `stop_when` names a reason, the later files are reported as not run.
     `after_file` sees each result as soon as its workbook is written (sweep moves the file then).
+    `edits` and `excluded` (see `plan`) are for a run of one file (the ops page).
     Raises LockHeldError (nothing sent) if another run holds the lock."""
     from .ledger import Ledger
     from .preflight import check_places
 
     check_places(settings)  # before the first request leaves: a sentence, exit 2, nothing sent
+    assert not (edits or excluded) or len(paths) == 1, "edits and exclusions belong to one file"
     with Ledger.open(settings.ledger_path) as ledger:
         notice = ledger.take_over(settings.old_ledger_path)
         if notice:
             ledger.notices.append(notice)
         return await _run_files(paths, settings, token, reporter or QuietReporter(), stop or asyncio.Event(),
-                                transport, ledger, after_file or (lambda result: None), stop_when)
+                                transport, ledger, after_file or (lambda result: None), stop_when,
+                                _Edits(edits, excluded))
 
 
 async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, reporter: Reporter,
                      stop: asyncio.Event, transport: httpx.AsyncBaseTransport | None, ledger: Ledger,
                      after_file: Callable[[FileResult], None],
-                     stop_when: Callable[[FileResult], StopReason | None],
+                     stop_when: Callable[[FileResult], StopReason | None], changes: _Edits,
                      ) -> list[FileResult]:
     from .client import RyngClient
     from .loading import read_dispositions
@@ -249,7 +365,7 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
                 result = FileResult.not_run(path, stopped)
             else:
                 try:
-                    result = await _run_file(path, settings, allowed, client, reporter, stop, ledger)
+                    result = await _run_file(path, settings, allowed, client, reporter, stop, ledger, changes)
                 except InputFileError as exc:
                     result = FileResult.unusable(path, str(exc))
                 stopped = stop_when(result)
@@ -261,25 +377,31 @@ async def _run_files(paths: Sequence[Path], settings: Settings, token: Secret, r
     return results
 
 
+@dataclass(frozen=True)
+class _Edits:
+    edits: Edits | None = None
+    excluded: Collection[int] | None = None
+
+
 async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | None, client,  # type: ignore[no-untyped-def]
-                    reporter: Reporter, stop: asyncio.Event, ledger: Ledger) -> FileResult:
-    from .loading import load
+                    reporter: Reporter, stop: asyncio.Event, ledger: Ledger, changes: _Edits) -> FileResult:
     from .prior import SettlingJournal, new_host_notice
     from .runlog import RunLog
     from .runner import STOP_MESSAGES, Runner, SendOptions
     from .workbook import input_stem, write_results
 
     started = utc_now()
-    table = load(path)
     assert settings.base_url is not None
-    decided = plan(table, settings, allowed, ledger.history_lookup(settings.base_url))
+    decided = plan(load_table(path, settings), settings, allowed, ledger.history_lookup(settings.base_url),
+                   edits=changes.edits, excluded=changes.excluded)
+    table = decided.table
     results = decided.results
     warnings = [*ledger.notices, *decided.warnings]
     ledger.notices.clear()
     stop_reason: StopReason | None = None
     if settings.strict and results.counts()[Status.INVALID]:
         stop_reason = StopReason.STRICT
-        to_send: list[CallRequest] = []
+        to_send: Sequence[CallRequest] = []
     else:
         to_send = decided.to_send
     new_host = new_host_notice(ledger, settings.base_url) if to_send else None
@@ -321,14 +443,15 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
             warnings.append("--force: rows already disposed were sent again.")
         summary = summary_rows(table, settings, counts, RUN_STATUSES, started=started, finished=finished,
                                command="run", stop_reason=stop_reason, warnings=warnings)
-        results_path = write_results(table, results, summary, reports_dir=settings.reports_dir, started=started)
+        results_path = write_results(table, results, summary, reports_dir=settings.reports_dir, started=started,
+                                     notes=decided.edited)
         log.finish(results_path, [f"{status.value}: {counts[status]}" for status in RUN_STATUSES if counts[status]]
                    + [f"results: {results_path}"])
     finally:
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
-                      problems=results.problems(table.rows))
+                      problems=results.problems(table.rows), ignored=table.ignored)
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

@@ -1,91 +1,134 @@
-"""Reading input files (CSV, XLSX, XLS, ODS) into a `Table` of text cells.
+"""Reading input files (CSV, XLSX, XLS, ODS) into a `Table`: the four fields as text, row by row.
 
 Every cell is read as the text a person sees, then the header row is found and its columns are
-matched to the fields we need. Nothing here judges the rows themselves: that is `schema.py`.
+matched to the fields we need (by the names CRM exports use, or by an explicit mapping). Rows that
+are not calls (blank rows, footers such as `Total`, rows where only other columns hold something)
+are counted, not kept. The other columns are not held in memory: `Table.source_rows()` reads the
+file again when the results workbook is written. Nothing here judges the rows: that is `schema.py`.
 Files that cannot be used at all raise `InputFileError` with one sentence naming the file and the fix.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
-import sys
-import unicodedata
-import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from . import grids
+from .calls import Kinds, RowNumbers
 from .errors import InputFileError
+from .grids import Row, error, get
+from .headers import (
+    FIELDS,
+    HEADER_ALIASES,
+    REQUIRED_FIELDS,
+    RESULT_COLUMNS,
+    map_columns,
+    matched_fields,
+    normalize_header,
+    raise_missing,
+)
+
+__all__ = ["FIELDS", "HEADER_ALIASES", "REQUIRED_FIELDS", "RESULT_COLUMNS", "Table", "cell_kind", "cell_text",
+           "load", "normalize_header", "read_dispositions"]
 
 MAX_BYTES = 50 * 1024 * 1024  # a file larger than this on disk is refused
 MAX_ROWS = 1_048_576  # Excel's own limit
+MAX_COLUMNS = 16_384 - 6  # Excel's last column, less the result columns the workbook adds
 HEADER_SCAN_ROWS = 30  # the header row is looked for among the first rows of a sheet
-# Zip-based workbooks are checked before any XML is parsed (decompression bombs):
-ZIP_MAX_ENTRIES = 10_000
-ZIP_MAX_TOTAL = 20 * MAX_BYTES  # uncompressed bytes in all entries together
-ZIP_MAX_RATIO = 200  # uncompressed/compressed for any entry above 1 MiB
+WIDTH_SAMPLE = 500  # call rows looked at to size the workbook's columns
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xls": "xls", ".ods": "ods"}
-DELIMITERS = (",", ";", "\t", "|")
-
-#: Normalised header text -> field name.  Matching ignores case, spaces, `_` and `-`.
-HEADER_ALIASES = {
-    "callid": "callID",
-    "logid": "logID",
-    "disposition": "disposition",
-    "dispositionname": "disposition",
-    "notes": "notes",
-    "note": "notes",
-}
-REQUIRED_FIELDS = ("callID", "logID", "disposition")
-#: The columns a results workbook adds; found again when one is fed back in.
-RESULT_COLUMNS = ("row", "status", "http_status", "message", "attempts", "finished_at")
+#: First cells that make a row a footer when only numbers stand beside them.
+FOOTER_WORDS = frozenset({"total", "totals", "grand total", "grandtotal", "subtotal", "sub total", "count",
+                          "sum", "total calls", "count of calls"})
 
 # Cell kinds worth remembering for the ID columns (plain text and numbers need no mark).
 KIND_DATE = "date"
 KIND_BOOL = "bool"
 
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_ZIP_MAGIC = b"PK\x03\x04"
-_ENCRYPTION_STREAM = "EncryptionInfo".encode("utf-16-le")
-
 
 @dataclass(frozen=True)
 class Table:
-    """One input sheet as text cells, column by column, with blank rows left out."""
+    """One input sheet: the four fields of each call row as text, and where everything else is."""
 
     path: Path
     format: str  # csv, xlsx, xls, ods
     sha256: str  # of the file's bytes, for the Summary sheet
     headers: tuple[str, ...]  # the input's own column headers, as read (result columns removed)
-    columns: tuple[list[str], ...]  # cells as text, one list per header, aligned with `rows`
-    rows: list[int]  # the row number a spreadsheet shows for each data row (header = its own row)
-    fields: dict[str, int]  # field name -> column position (notes may be absent)
-    kinds: dict[str, list[str]]  # "callID"/"logID" -> per-row cell kind ("", "date", "bool")
+    positions: tuple[int, ...]  # the file's column position of each header
+    header_row: int  # the header's own row number
+    cells: dict[str, list[str]]  # field -> its text cells, one per call row (notes: absent when no column)
+    rows: Sequence[int]  # the row number a spreadsheet shows for each call row (a calls.RowNumbers)
+    fields: dict[str, int]  # field name -> index into headers (notes may be absent)
+    kinds: Mapping[str, Sequence[str]]  # "callID"/"logID" -> per-row cell kind ("", "date", "bool")
+    ignored: int = 0  # rows that are not calls (footers, rows of other columns only); blank rows not counted
     prior_status: list[str] | None = None  # per row, when the input is a results workbook
     prior_finished: list[str] | None = None
     sheet: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    widths: tuple[int, ...] = field(default=())  # longest first line per header among the first rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def field_cells(self, name: str) -> list[str]:
         """The text cells of one field; all blank when the column is absent (notes)."""
-        position = self.fields.get(name)
-        return self.columns[position] if position is not None else [""] * len(self.rows)
+        return self.cells.get(name) or [""] * len(self.rows)
 
+    def source_rows(self) -> Iterator[tuple[int, Row]]:
+        """Every non-skipped row of the sheet again, read from the file: (row number, raw cells).
 
-def normalize_header(text: str) -> str:
-    """`Call ID`, `call_id`, `CALL-ID` and full-width `ｃａｌｌＩＤ` all become `callid`."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if not (ch.isspace() or ch in "_-"))
+        A file whose content is no longer what was read (its SHA-256 differs) gives only the header
+        and the call rows, without their other cells: the fields are in the table, the rest is gone."""
+        if not self._unchanged():
+            yield self.header_row, dict(zip(self.positions, self.headers, strict=True))
+            yield from ((number, {}) for number in self.rows)
+            return
+        if self.format == "csv":
+            assert self.encoding is not None and self.delimiter is not None
+            yield from grids.csv_records(self.path, self.encoding, self.delimiter, self.path)
+            return
+        book = grids.Workbook(None, self.path, self.format)
+        sheet = next(sheet for sheet in book.sheets if sheet.name == self.sheet)
+        yield from book.rows(sheet)
+
+    def _unchanged(self) -> bool:
+        digest = hashlib.sha256()
+        try:
+            with open(self.path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.hexdigest() == self.sha256
+
+    @property
+    def columns(self) -> tuple[list[str], ...]:
+        """Every header's text cells, one per call row (reads the file again: for small files and tests)."""
+        found: tuple[list[str], ...] = tuple([] for _ in self.headers)
+        wanted = iter(self.rows)
+        target = next(wanted, None)
+        for number, raw in self.source_rows():
+            if number != target:
+                continue
+            for position, column in zip(self.positions, found, strict=True):
+                column.append(cell_text(get(raw, position)))
+            target = next(wanted, None)
+        for name, index in self.fields.items():  # the fields as the rules see them (edits included)
+            found[index][:] = self.field_cells(name)
+        return found
+
+    def with_cells(self, cells: dict[str, list[str]]) -> Table:
+        """The same table with other field cells (edits made in the page)."""
+        from dataclasses import replace
+
+        return replace(self, cells=cells)
 
 
 def number_text(value: float) -> str:
@@ -120,7 +163,7 @@ def cell_kind(value: object) -> str:
 def read_dispositions(path: Path) -> tuple[str, ...]:
     """The allow-list file: one disposition name a line; blank lines and `#` comments ignored."""
     try:
-        text = _decode(path.read_bytes(), path)[0]
+        text = grids.decode(path.read_bytes(), path)[0]
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the dispositions file ({exc.strerror}); check --dispositions.",
                              path=path) from None
@@ -130,76 +173,74 @@ def read_dispositions(path: Path) -> tuple[str, ...]:
     return names
 
 
-def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> Table:
-    """Read one input file into a Table, or raise InputFileError saying why it cannot be used."""
+def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS,
+         columns: Mapping[str, str] | None = None) -> Table:
+    """Read one input file into a Table, or raise InputFileError saying why it cannot be used.
+
+    `columns` maps a field to its header text (`{"notes": "Remarks"}`), over the names it is known by."""
+    mapping = _check_mapping(columns or {})
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise _error(path, f"is not a supported file type; use {', '.join(FORMATS)}")
+        raise error(path, f"is not a supported file type; use {', '.join(FORMATS)}")
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise _error(path, "is a folder, not a file; give the spreadsheet's own path")
+            raise error(path, "is a folder, not a file; give the spreadsheet's own path")
     except FileNotFoundError:
-        raise _error(path, "does not exist; check the name and folder") from None
+        raise error(path, "does not exist; check the name and folder") from None
     except OSError as exc:
-        raise _error(path, f"cannot be read ({exc.strerror})") from None
+        raise error(path, f"cannot be read ({exc.strerror})") from None
     if size == 0:
-        raise _error(path, "is empty; export the calls again")
+        raise error(path, "is empty; export the calls again")
     if size > max_bytes:
-        raise _error(path, f"is {_size(size)}, over the {_size(max_bytes)} limit; split it into smaller files")
+        raise error(path, f"is {_size(size)}, over the {_size(max_bytes)} limit; split it into smaller files")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise _error(path, f"cannot be read ({exc.strerror})") from None
+        raise error(path, f"cannot be read ({exc.strerror})") from None
     if fmt == "csv":
-        text, encoding = _decode(data, path)
-        delimiter = _detect_delimiter(text)
-        records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-        grid: Iterable[Sequence[object]] = _csv_rows(records, path)
-        return _build(path, fmt, data, _Source(grid), max_rows, encoding=encoding, delimiter=delimiter)
-    _check_container(data, path, fmt)
-    return _load_workbook(path, fmt, data, max_rows)
+        text, encoding = grids.decode(data, path)  # checks the whole file decodes
+        delimiter = _detect_delimiter(text[:65536], mapping)
+        del text
+        source = _Source(grids.csv_records(data, encoding, delimiter, path), mapping)
+        return _build(path, fmt, data, source, max_rows, mapping, encoding=encoding, delimiter=delimiter)
+    grids.check_container(data, path, fmt)
+    book = grids.Workbook(data, path, fmt)
+    if not book.sheets:
+        raise error(path, "holds no sheets; open it, check the calls are there, and save it again")
+    # Visible sheets first, hidden ones only as a fallback; each keeps its workbook order.
+    candidates: list[_Source] = []
+    for sheet in [s for s in book.sheets if s.visible] + [s for s in book.sheets if not s.visible]:
+        source = _Source(book.rows(sheet), mapping)
+        if source.header_index is not None:
+            return _build(path, fmt, data, source, max_rows, mapping, sheet=sheet.name, hidden=not sheet.visible)
+        candidates.append(source)
+    _raise_missing(path, candidates, mapping)
+    raise AssertionError("unreachable")
 
 
-# -- text files ---------------------------------------------------------------------------------
+def _check_mapping(columns: Mapping[str, str]) -> dict[str, str]:
+    from .errors import UsageError
 
-def _decode(data: bytes, path: Path) -> tuple[str, str]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        return _decode_as(data[3:], "utf-8", path), "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return _decode_as(data, "utf-16", path), "utf-16"
-    if _looks_binary(data[:8192]):
-        raise _error(path, "is not a text CSV file (it holds binary data); export the sheet again as CSV")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        raise _error(path, "is neither UTF-8 nor Windows-1252 text; save it again as 'CSV UTF-8'") from None
+    mapping = {}
+    for name, header in columns.items():
+        canonical = next((known for known in FIELDS if known.casefold() == name.strip().casefold()), None)
+        if canonical is None:
+            raise UsageError(f"--column {name}={header}: {name!r} is not a field; use one of {', '.join(FIELDS)}.")
+        if not header.strip():
+            raise UsageError(f"--column {name}=: give the header text of the column to use as {canonical}.")
+        mapping[canonical] = header.strip()
+    return mapping
 
 
-def _looks_binary(sample: bytes) -> bool:
-    """A zip, an old Office file, an image or a PDF, or text full of NUL bytes (UTF-16 without a BOM):
-    not a text CSV. A stray control character or two in a note is still text."""
-    if sample.startswith((_ZIP_MAGIC, _OLE2_MAGIC, b"\x89PNG", b"%PDF", b"\x1f\x8b", b"\xff\xd8\xff", b"GIF8")):
-        return True
-    return sample.count(0) > max(4, len(sample) // 100)
-
-
-def _decode_as(data: bytes, encoding: str, path: Path) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError:
-        raise _error(path, f"starts like {encoding.upper()} text but is not; save it again as 'CSV UTF-8'") from None
-
-
-def _detect_delimiter(text: str) -> str:
+def _detect_delimiter(text: str, mapping: Mapping[str, str]) -> str:
     """The delimiter whose split of the first lines finds our header; else the most consistent one."""
+    import csv
+    import io
+
     sample = text[:65536]
     best, best_score = ",", (-1, -1)
-    for delimiter in DELIMITERS:
+    for delimiter in grids.DELIMITERS:
         rows = []
         try:
             for record in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, strict=False):
@@ -208,7 +249,7 @@ def _detect_delimiter(text: str) -> str:
                     break
         except csv.Error:
             continue
-        matched = max((len(_matched_fields(r)) for r in rows), default=0)
+        matched = max((len(matched_fields(r, mapping)) for r in rows), default=0)
         widths = [len(r) for r in rows if r]
         consistent = widths.count(max(set(widths), key=widths.count)) if widths and max(widths) > 1 else 0
         score = (matched, consistent)
@@ -217,240 +258,184 @@ def _detect_delimiter(text: str) -> str:
     return best
 
 
-def _csv_rows(records: Iterator[list[str]], path: Path) -> Iterator[Sequence[object]]:
-    csv.field_size_limit(sys.maxsize)
-    row = 0
-    try:
-        for row, record in enumerate(records, start=1):  # noqa: B007 (row is used after the loop)
-            yield record
-    except csv.Error as exc:
-        problem = ("a quoted cell is never closed (a \" is missing, or the file was cut off)"
-                   if "end of data" in str(exc) else f"the quoting is broken ({exc})")
-        raise _error(path, f"row {row + 1}: {problem}; fix that row or export the file again") from None
-
-
-# -- workbooks ----------------------------------------------------------------------------------
-
-def _check_container(data: bytes, path: Path, fmt: str) -> None:
-    """Refuse, before any XML is parsed, what is not the format it claims or is a zip bomb."""
-    if fmt in ("xlsx", "ods"):
-        if data.startswith(_OLE2_MAGIC):
-            if _ENCRYPTION_STREAM in data:
-                raise _error(path, "is password-protected; open it, remove the password, save it and try again")
-            raise _error(path, f"is an old-style .xls workbook named .{fmt}; rename it to .xls")
-        if not data.startswith(_ZIP_MAGIC):
-            raise _error(path, f"is not a .{fmt} workbook (it may be damaged or another kind of file); "
-                         f"open it and save it again as .{fmt}")
-        _check_zip(data, path)
-    elif not data.startswith(_OLE2_MAGIC):
-        if data.startswith(_ZIP_MAGIC):
-            raise _error(path, "is a newer .xlsx workbook named .xls; rename it to .xlsx")
-        raise _error(path, "is not an .xls workbook (it may be damaged, or a web page saved as .xls); "
-                     "open it and save it again as .xlsx")
-
-
-def _check_zip(data: bytes, path: Path) -> None:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError):
-        raise _error(path, "is damaged (its zip structure is broken); open it and save it again") from None
-    if len(entries) > ZIP_MAX_ENTRIES:
-        raise _error(path, f"holds {len(entries)} parts, more than a spreadsheet has; it is refused as unsafe")
-    total = sum(entry.file_size for entry in entries)
-    suspicious = any(entry.file_size > 2**20 and entry.file_size > ZIP_MAX_RATIO * max(entry.compress_size, 1)
-                     for entry in entries)
-    if total > ZIP_MAX_TOTAL or suspicious:
-        raise _error(path, "unpacks to far more data than a spreadsheet of its size holds "
-                     "(a decompression bomb?); it is refused as unsafe")
-    if any(entry.flag_bits & 0x1 for entry in entries):
-        raise _error(path, "is password-protected; open it, remove the password, save it and try again")
-
-
-def _load_workbook(path: Path, fmt: str, data: bytes, max_rows: int) -> Table:
-    import python_calamine
-
-    try:
-        workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-    except python_calamine.PasswordError:
-        raise _error(path, "is password-protected; open it, remove the password, save it and try again") from None
-    except BaseException as exc:
-        _reraise_unless_unreadable(exc)
-        raise _error(path, f"cannot be read as a .{fmt} workbook ({_short(exc)}); open it and save it again") from None
-    with workbook:
-        sheets = [(meta.name, meta.visible == python_calamine.SheetVisibleEnum.Visible)
-                  for meta in workbook.sheets_metadata]
-        if not sheets:
-            raise _error(path, "holds no sheets; open it, check the calls are there, and save it again")
-        # Visible sheets first, hidden ones only as a fallback; each keeps its workbook order.
-        order = [name for name, visible in sheets if visible] + [name for name, visible in sheets if not visible]
-        candidates: list[_Source] = []
-        for name in order:
-            try:
-                grid = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
-            except BaseException as exc:
-                _reraise_unless_unreadable(exc)
-                problem = f"sheet '{name}' cannot be read ({_short(exc)}); open it and save it again"
-                raise _error(path, problem) from None
-            source = _Source(grid, sheet=name)
-            if source.header_index is not None:
-                return _build(path, fmt, data, source, max_rows, sheet=name,
-                              hidden=not dict(sheets)[name])
-            candidates.append(source)
-    _raise_missing(path, candidates)
-    raise AssertionError("unreachable")
-
-
-# -- from a grid of cells to a Table --------------------------------------------------------------
+# -- from rows of cells to a Table -------------------------------------------------------------------
 
 class _Source:
-    """A grid of raw cells whose first rows are searched for the header."""
+    """A sheet's rows whose first rows are searched for the header."""
 
-    def __init__(self, grid: Iterable[Sequence[object]], sheet: str | None = None) -> None:
-        self.sheet = sheet
-        self._iter = iter(grid)
-        self.head: list[Sequence[object]] = []
+    def __init__(self, rows: Iterator[tuple[int, Row]], mapping: Mapping[str, str]) -> None:
+        self._iter = rows
+        self.head: list[tuple[int, Row]] = []
         self.header_index: int | None = None
-        for raw in self._iter:
-            self.head.append(raw)
-            if len(_matched_fields(_texts(raw))) == len(REQUIRED_FIELDS):
+        self._pending: tuple[int, Row] | None = None
+        for number, raw in rows:
+            if number > HEADER_SCAN_ROWS:
+                self._pending = (number, raw)
+                return
+            self.head.append((number, raw))
+            if len(matched_fields(_texts(raw), mapping)) == len(REQUIRED_FIELDS):
                 self.header_index = len(self.head) - 1
                 break
-            if len(self.head) >= HEADER_SCAN_ROWS:
-                break
 
-    def rest(self) -> Iterator[Sequence[object]]:
+    def rest(self) -> Iterator[tuple[int, Row]]:
         """Rows after the header, in order."""
         assert self.header_index is not None
         yield from self.head[self.header_index + 1:]
+        if self._pending is not None:
+            yield self._pending
         yield from self._iter
 
 
-def _texts(raw: Sequence[object]) -> list[str]:
+def _texts(raw: Row) -> list[str]:
+    if isinstance(raw, dict):
+        return [cell_text(raw.get(position)) for position in range(min(grids.width(raw), MAX_COLUMNS))]
     return [cell_text(value) for value in raw]
 
 
-def _matched_fields(headers: Sequence[str]) -> set[str]:
-    found = {HEADER_ALIASES[key] for key in map(normalize_header, headers) if key in HEADER_ALIASES}
-    return found & set(REQUIRED_FIELDS)
-
-
-def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, *, sheet: str | None = None,
-           hidden: bool = False, encoding: str | None = None, delimiter: str | None = None) -> Table:
+def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, mapping: Mapping[str, str], *,
+           sheet: str | None = None, hidden: bool = False, encoding: str | None = None,
+           delimiter: str | None = None) -> Table:
     if source.header_index is None:
-        _raise_missing(path, [source])
+        _raise_missing(path, [source], mapping)
     assert source.header_index is not None
-    headers = [text.strip() for text in _texts(source.head[source.header_index])]
-    fields, result_positions = _map_columns(path, headers)
-    width = len(headers)
-    columns: list[list[str]] = [[] for _ in range(width)]
-    id_positions = [(fields["callID"], "callID"), (fields["logID"], "logID")]
-    kinds: dict[str, list[str]] = {"callID": [], "logID": []}
+    header_row, header_raw = source.head[source.header_index]
+    headers = [text.strip() for text in _texts(header_raw)]
+    fields, result_positions, warnings = map_columns(path, headers, mapping)
+    field_positions = [fields.get(name) for name in FIELDS]
+    texts: dict[str, list[str]] = {name: [] for name in FIELDS}
+    appends = [texts[name].append for name in FIELDS]
+    kinds = {"callID": Kinds(), "logID": Kinds()}
+    status_pos, finished_pos = result_positions.get("status"), result_positions.get("finished_at")
+    prior_status: list[str] | None = [] if status_pos is not None else None
+    prior_finished: list[str] | None = [] if finished_pos is not None else None
     typed = fmt != "csv"  # CSV cells are text already; workbook cells need converting
-    rows: list[int] = []
-    row_number = source.header_index + 1  # the header's own row number
-    for raw in source.rest():
-        row_number += 1
-        texts = [cell_text(value) for value in raw] if typed else raw
-        if not "".join(texts).strip():  # type: ignore[arg-type]
+    shared: dict[str, str] = {}  # one string object for repeated values (dispositions, blanks)
+    blank_headers = [position for position, header in enumerate(headers) if not header]
+    used: set[int] = set()  # unnamed columns (blank header, or right of the header) holding something
+    longest = [len(header) for header in headers]
+    rows = RowNumbers()
+    ignored = 0
+    call_kinds, log_kinds = kinds["callID"].append, kinds["logID"].append
+    plain = (str, float, int, type(None))
+    positions = [-1 if position is None else position for position in field_positions]
+    header_width = len(headers)
+    for number, raw in source.rest():
+        if type(raw) is list:
+            size = len(raw)
+            values = [raw[position] if 0 <= position < size else None for position in positions]
+        else:
+            size = grids.width(raw)
+            values = [raw.get(position) if position >= 0 else None for position in positions]  # type: ignore[union-attr]
+        cells = [value if type(value) is str else cell_text(value) for value in values] if typed else \
+            [value or "" for value in values]  # type: ignore[misc]
+        if not "".join(cells).strip():  # type: ignore[arg-type]
+            if _any_value(raw):
+                ignored += 1  # other columns only: helper formulas dragged down, a note under the table
+            continue
+        if _maybe_footer(raw, cells) and _is_footer(raw, cells):  # type: ignore[arg-type]
+            ignored += 1
             continue
         if len(rows) >= max_rows:
-            raise _error(path, f"has more than {max_rows:,} rows; split it into smaller files")
-        if len(texts) > width:  # cells beyond the header: carried under a blank header
-            extra = len(texts) - width
-            headers.extend([""] * extra)
-            columns.extend([[""] * len(rows) for _ in range(extra)])
-            width = len(headers)
-        rows.append(row_number)
-        for position, column in enumerate(columns):
-            column.append(texts[position] if position < len(texts) else "")  # type: ignore[arg-type]
-        for position, name in id_positions:
-            kinds[name].append(cell_kind(raw[position]) if typed and position < len(raw) else "")
+            raise error(path, f"has more than {max_rows:,} rows; split it into smaller files")
+        rows.append(number)
+        if len(shared) < 10_000:  # dispositions repeat: one string object each
+            cells[2] = shared.setdefault(cells[2], cells[2])  # type: ignore[arg-type,call-overload]
+        for append, cell in zip(appends, cells, strict=True):
+            append(cell or "")  # type: ignore[arg-type]
+        call_kinds("" if type(values[0]) in plain else cell_kind(values[0]))
+        log_kinds("" if type(values[1]) in plain else cell_kind(values[1]))
+        if prior_status is not None:
+            prior_status.append(cell_text(get(raw, status_pos)).strip().lower())  # type: ignore[arg-type]
+        if prior_finished is not None:
+            prior_finished.append(cell_text(get(raw, finished_pos)))  # type: ignore[arg-type]
+        if size > header_width or blank_headers:
+            _note_unnamed(raw, headers, blank_headers, used, longest)
+            header_width = len(headers)
+        if len(rows) <= WIDTH_SAMPLE:
+            for position, value in grids.items(raw):
+                if position < len(longest) and value is not None:
+                    longest[position] = max(longest[position], len(cell_text(value).split("\n", 1)[0]))
     if not rows:
-        raise _error(path, "has a header row but no calls under it; put the calls in the rows below the header, "
-                     "or export them again")
-    warnings = []
-    if "notes" not in fields:
-        warnings.append("There is no notes column: every call is sent with empty notes.")
+        if ignored:
+            raise error(path, f"has a header row but no calls under it ({ignored:,} rows hold no callID, logID, "
+                        "disposition or notes); put the calls in the rows below the header")
+        raise error(path, "has a header row but no calls under it; put the calls in the rows below the header, "
+                    "or export them again")
     if hidden:
         warnings.append(f"The calls were read from the hidden sheet '{sheet}'.")
-    prior_status = prior_finished = None
-    if result_positions:
-        prior_status = [text.strip().lower() for text in columns[result_positions["status"]]]
-        prior_finished = columns[result_positions["finished_at"]]
-    blank = {position for position in range(width)  # data starting in column B: no empty column A
-             if not headers[position] and position not in fields.values() and not any(columns[position])}
-    keep = [position for position in range(width) if position not in result_positions.values()
-            and position not in blank]
-    remap = {old: new for new, old in enumerate(keep)}
+    keep = [position for position in range(len(headers)) if position not in result_positions.values()
+            and (headers[position] or position in fields.values() or position in used)]
+    index = {old: new for new, old in enumerate(keep)}
+    cells_by_field = {name: texts[name] for name in FIELDS if name in fields}
     return Table(
-        path=path,
-        format=fmt,
-        sha256=hashlib.sha256(data).hexdigest(),
-        headers=tuple(headers[position] for position in keep),
-        columns=tuple(columns[position] for position in keep),
-        rows=rows,
-        fields={name: remap[position] for name, position in fields.items()},
-        kinds=kinds,
-        prior_status=prior_status,
-        prior_finished=prior_finished,
-        sheet=sheet,
-        encoding=encoding,
-        delimiter=delimiter,
-        warnings=tuple(warnings),
+        path=path, format=fmt, sha256=hashlib.sha256(data).hexdigest(),
+        headers=tuple(headers[position] for position in keep), positions=tuple(keep), header_row=header_row,
+        cells=cells_by_field, rows=rows, fields={name: index[position] for name, position in fields.items()},
+        kinds=kinds, ignored=ignored, prior_status=prior_status, prior_finished=prior_finished, sheet=sheet,
+        encoding=encoding, delimiter=delimiter, warnings=tuple(warnings),
+        widths=tuple(min(longest[position], 200) for position in keep),
     )
 
 
-def _map_columns(path: Path, headers: list[str]) -> tuple[dict[str, int], dict[str, int]]:
-    """Field -> position, and (for a results workbook) result column -> position."""
-    fields: dict[str, int] = {}
-    for position, header in enumerate(headers):
-        name = HEADER_ALIASES.get(normalize_header(header))
-        if name is None:
-            continue
-        if name in fields:
-            first = headers[fields[name]]
-            raise _error(path, f"has two columns for {name} ('{first}' and '{header}'); rename or remove one")
-        fields[name] = position
-    keys = [normalize_header(header) for header in headers]
-    wanted = [normalize_header(name) for name in RESULT_COLUMNS]
-    result_positions: dict[str, int] = {}
-    if all(key in keys for key in wanted):  # a results workbook: its last block of result columns
-        for name, key in zip(RESULT_COLUMNS, wanted, strict=True):
-            result_positions[name] = len(keys) - 1 - keys[::-1].index(key)
-    return fields, result_positions
+def _any_value(raw: Row) -> bool:
+    values = raw.values() if isinstance(raw, dict) else raw
+    return any(value is not None and (not isinstance(value, str) or value.strip()) for value in values)
 
 
-def _raise_missing(path: Path, sources: Sequence[_Source]) -> None:
-    """Name the missing required columns, showing the most header-like row we found."""
-    candidates = [[text.strip() for text in _texts(raw) if text.strip()] for source in sources for raw in source.head]
-    candidates = [texts for texts in candidates if texts]
-    if not candidates:
-        raise _error(path, "holds no data (every row is blank); export the calls again")
-    best = max(candidates, key=lambda texts: len(_matched_fields(texts)))  # the first, among equals
-    missing = [name for name in REQUIRED_FIELDS if name not in _matched_fields(best)]
-    found = ", ".join(best[:8]) + ("…" if len(best) > 8 else "")
-    plural = "s" if len(missing) > 1 else ""
-    listed = " and ".join(f"'{name}'" for name in missing)
-    raise _error(path, f"column{plural} {listed} {'are' if plural else 'is'} missing (found: {found}); "
-                 f"rename the column{plural} in the header row to {' and '.join(missing)}")
+def _maybe_footer(raw: Row, cells: list[str]) -> bool:
+    """A cheap first look: a footer word in one of the four fields or in the row's first cell."""
+    if cells[0][:1].isdigit():  # a call ID as most accounts write them
+        return False
+    first = get(raw, 0)
+    return any(cell[:12].strip().rstrip(":").casefold() in FOOTER_WORDS for cell in cells if cell) or (
+        isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS)
 
 
-def _reraise_unless_unreadable(exc: BaseException) -> None:
-    """calamine fails on a damaged file with its own errors or, from a Rust panic, pyo3's
-    PanicException (a BaseException); both mean "unreadable". Ctrl-C and exits pass through."""
-    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-        raise exc
+def _is_footer(raw: Row, cells: list[str]) -> bool:
+    """`Total` / `Grand Total` / `Count` in the first filled cell (or the callID cell), numbers beside it."""
+    filled = [(position, value) for position, value in grids.items(raw)
+              if value is not None and (not isinstance(value, str) or value.strip())]
+    if not filled:
+        return False
+    first = cell_text(filled[0][1])
+    word = " ".join(first.strip().rstrip(":").casefold().split())
+    call_word = " ".join(cells[0].strip().rstrip(":").casefold().split())
+    if word not in FOOTER_WORDS and call_word not in FOOTER_WORDS:
+        return False
+    label = filled[0][0] if word in FOOTER_WORDS else None
+    return all(_numeric(value) for position, value in filled
+               if position != label and cell_text(value).strip().rstrip(":").casefold() not in FOOTER_WORDS)
+
+
+def _numeric(value: object) -> bool:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True
+    text = cell_text(value).strip().replace(",", "").rstrip("%")
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _note_unnamed(raw: Row, headers: list[str], blank_headers: list[int], used: set[int],
+                  longest: list[int]) -> None:
+    """Cells under a blank header or right of the header: such a column is carried under a blank header."""
+    for position, value in grids.items(raw):
+        if position >= MAX_COLUMNS:
+            break
+        if (position >= len(headers) or position in blank_headers) and value is not None and cell_text(value):
+            if position >= len(headers):
+                extra = position + 1 - len(headers)
+                headers.extend([""] * extra)
+                blank_headers.extend(range(len(headers) - extra, len(headers)))
+                longest.extend([0] * extra)
+            used.add(position)
+
+
+def _raise_missing(path: Path, sources: Sequence[_Source], mapping: Mapping[str, str]) -> None:
+    raise_missing(path, [_texts(raw) for source in sources for _, raw in source.head], mapping)
 
 
 def _size(count: int) -> str:
     return f"{count / 2**20:.2f} MB" if count >= 2**16 else f"{count:,} bytes"
-
-
-def _error(path: Path, problem: str) -> InputFileError:
-    return InputFileError(f"{path}: {problem}.", path=path)
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:120] if text else type(exc).__name__

@@ -158,6 +158,7 @@ class FileResult:
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None  # the sentence for a file that could not be used at all
     problems: tuple[tuple[int, str, str], ...] = field(default=())  # first rows to look at: (row, status, message)
+    ignored: int = 0  # rows that were not calls (footers, other columns only): never sent, never a problem
 
     @property
     def duration_s(self) -> float:

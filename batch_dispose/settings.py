@@ -37,6 +37,9 @@ class Settings:
     strict: bool = False
     force: bool = False
     retry_unknown: bool = False
+    columns: tuple[tuple[str, str], ...] = ()  # (field, header text): columns chosen by --column / [columns]
+    no_notes: bool = False  # a file without a notes column is sent with empty notes (else refused)
+    call_id_pattern: str | None = None  # a regular expression every callID must match in full
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # setting -> where it came from
 
     @property
@@ -64,4 +67,7 @@ class Settings:
             ("strict", "yes" if self.strict else "no"),
             ("force", "yes" if self.force else "no"),
             ("retry_unknown", "yes" if self.retry_unknown else "no"),
+            ("columns", ", ".join(f"{name}={header}" for name, header in self.columns) or "(by name)"),
+            ("no_notes", "yes" if self.no_notes else "no"),
+            ("call_id_pattern", self.call_id_pattern or "(any)"),
         ]

@@ -68,17 +68,18 @@ def build(folder: Path, count: int):  # type: ignore[no-untyped-def]
 
 
 def plain_rows(loaded, results) -> list[list[object]]:  # type: ignore[no-untyped-def]
-    """The same cells as plain Python rows (input columns, then the result columns)."""
+    """The same cells as plain Python rows, in the results workbook's order (status, message, the input
+    columns, row, http_status, attempts, finished_at)."""
     columns = loaded.columns
-    return [[*(column[index] for column in columns), loaded.rows[index], results.status[index].value,
-             results.http_status[index], results.message[index], results.attempts[index], results.finished_at[index]]
+    return [[results.status[index].value, results.message[index], *(column[index] for column in columns),
+             loaded.rows[index], results.http_status[index], results.attempts[index], results.finished_at[index]]
             for index in range(len(loaded))]
 
 
 def headers_of(loaded) -> list[str]:  # type: ignore[no-untyped-def]
-    from batch_dispose.loading import RESULT_COLUMNS
+    from batch_dispose.workbook import LEAD_COLUMNS, TAIL_COLUMNS
 
-    return [*loaded.headers, *RESULT_COLUMNS]
+    return [*LEAD_COLUMNS, *loaded.headers, *TAIL_COLUMNS]
 
 
 def write_ours(folder: Path, loaded, results, summary) -> Path:  # type: ignore[no-untyped-def]

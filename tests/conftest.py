@@ -114,11 +114,15 @@ def write_xlsx(path: Path, rows: Sequence[Sequence[object]], *, header: Sequence
 
 
 def read_results(path: Path) -> tuple[list[str], list[dict[str, object]], dict[str, object]]:
-    """(headers, rows as dicts, summary) of a results workbook, read back with openpyxl."""
+    """(headers, rows under the header as dicts, summary) of a results workbook, read back with openpyxl.
+
+    The header is the row holding `status` and `message`, wherever it is (title rows may stand above it);
+    blank lines under it are left out, every other row is a record (its `row` cell says its line)."""
     workbook = load_workbook(path)
     rows = list(workbook["Results"].iter_rows(values_only=True))
-    headers = [str(value) for value in rows[0]]
-    records = [dict(zip(headers, row, strict=True)) for row in rows[1:]]
+    at = next(n for n, row in enumerate(rows) if "status" in row and "message" in row)
+    headers = [str(value) for value in rows[at]]
+    records = [dict(zip(headers, row, strict=True)) for row in rows[at + 1:] if any(v is not None for v in row)]
     summary = {str(key): value for key, value in workbook["Summary"].iter_rows(values_only=True)}
     workbook.close()
     return headers, records, summary

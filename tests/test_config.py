@@ -59,10 +59,10 @@ def test_typo_in_the_working_folders_config_stops_a_run_before_sending(cli, sim,
 
 def test_unknown_key_with_no_near_match_lists_the_known_keys(cli, tmp_path: Path) -> None:
     """A key like nothing we know is named, and the known keys are listed."""
-    config = _toml(tmp_path / "batch-dispose.toml", 'colour = "red"\n')
+    config = _toml(tmp_path / "batch-dispose.toml", 'flavour = "red"\n')
     result = cli("config", "--config", config)
     assert result.code == 2
-    assert "colour" in result.err
+    assert "flavour" in result.err
     assert all(key in result.err for key in ("base_url", "concurrency", "token_file"))
 
 

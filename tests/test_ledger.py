@@ -193,7 +193,7 @@ def test_kill_during_workbook_write_leaves_no_half_workbook(cli, tmp_path: Path)
     source = write_csv(tmp_path / "big.csv", rows_of(40_000))
     reports = tmp_path / "reports"
     victim = _spawn("validate", source, "--quiet", cwd=tmp_path)
-    _wait_for(lambda: any(reports.glob(".big-results-*.tmp")), timeout=60)
+    _wait_for(lambda: any(reports.glob(".big-checked-*.tmp")), timeout=60)
     time.sleep(0.05)
     victim.kill()
     victim.communicate(timeout=30)
@@ -205,7 +205,7 @@ def test_kill_during_workbook_write_leaves_no_half_workbook(cli, tmp_path: Path)
         workbook.close()
     small = write_csv(tmp_path / "small.csv", rows_of(2))
     assert cli("validate", small).code == 0
-    assert not list(reports.glob(".big-results-*.tmp"))
+    assert not list(reports.glob(".big-checked-*.tmp"))
 
 
 def test_sigterm_stops_gracefully_and_rerun_completes(simulator, tmp_path: Path) -> None:

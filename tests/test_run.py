@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,8 @@ def test_invalid_rows_are_never_sent_and_valid_ones_still_go(cli, sim, tmp_path:
 
 
 def test_results_workbook_keeps_every_row_in_order_with_input_columns(cli, simulator, tmp_path: Path) -> None:
-    """The Results sheet lists every input row in order: its own columns, then the result columns."""
+    """The Results sheet lists every input row at its own line: status and message first, then its own
+    columns, then row, http_status, attempts and finished_at (local time with its offset)."""
     sim = simulator(fail_ids=frozenset({"B2"}))
     header = ["Agent", "Call ID", "Log ID", "Disposition", "Notes", "Customer"]
     rows = [["Priya", "B1", 1, "Interested", "n1", "R. Sharma"],
@@ -76,14 +78,14 @@ def test_results_workbook_keeps_every_row_in_order_with_input_columns(cli, simul
     source = write_csv(tmp_path / "day.csv", rows, header=header)
     result = cli("run", source, *_base(sim), "--json")
     headers, records, summary = read_results(Path(result.json()["results"]))
-    assert headers == [*header, "row", "status", "http_status", "message", "attempts", "finished_at"]
+    assert headers == ["status", "message", *header, "row", "http_status", "attempts", "finished_at"]
     assert [r["Call ID"] for r in records] == ["B1", "B2", "B3"]
     assert [r["row"] for r in records] == [2, 3, 5]  # the blank row 4 is left out, not renumbered
     assert [r["status"] for r in records] == ["disposed", "failed", "invalid"]
     assert records[0]["http_status"] == 200 and records[0]["attempts"] == 1
     assert records[1]["http_status"] == 500 and "Failed to dispose of call." in records[1]["message"]
     assert records[2]["attempts"] == 0 and records[2]["http_status"] is None
-    assert records[0]["finished_at"].endswith("Z")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", records[0]["finished_at"])
     counted = sum(v for k, v in summary.items() if k in {"disposed", "skipped", "unauthorized", "failed",
                                                           "invalid", "pending", "unknown"})
     assert counted == summary["Rows"] == 3
@@ -104,9 +106,9 @@ def test_workbook_never_holds_a_formula_and_notes_read_back_exactly(cli, sim, tm
                 assert cell.data_type != "f", f"{sheet.title}!{cell.coordinate} is a formula"
     values = list(workbook["Results"].iter_rows(values_only=True))
     workbook.close()
-    assert values[0][4] == "=Extra"
-    assert [row[3] for row in values[1:]] == NOTES
-    assert all(row[4] == "=1+1" for row in values[1:])
+    assert values[0][6] == "=Extra"  # status, message, then the input's columns
+    assert [row[5] for row in values[1:]] == NOTES
+    assert all(row[6] == "=1+1" for row in values[1:])
 
 
 def test_control_characters_are_replaced_visibly_and_the_message_says_so(cli, sim, tmp_path: Path) -> None:
@@ -212,7 +214,7 @@ def test_results_workbook_fed_back_sends_only_what_is_left(cli, simulator, tmp_p
     assert first["counts"]["disposed"] == 2 and first["counts"]["failed"] == 1 and first["counts"]["invalid"] == 1
     workbook = load_workbook(first["results"])
     sheet = workbook["Results"]
-    sheet["B5"] = "5003"  # fix the invalid logID by hand, as ops staff would
+    sheet["D5"] = "5003"  # fix the invalid logID by hand, as ops staff would
     fixed = tmp_path / "fixed.xlsx"
     workbook.save(fixed)
     second = cli("run", fixed, *_base(sim), "--json", "--ledger", tmp_path / "other-ledger.sqlite")

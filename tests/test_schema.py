@@ -375,4 +375,5 @@ def test_rules_are_one_pandera_schema() -> None:
     schema = row_schema(ALLOWED)
 
     assert isinstance(schema, pa.DataFrameSchema)
-    assert set(schema.columns) == {"callID", "callID_kind", "logID", "logID_kind", "disposition", "notes"}
+    assert set(schema.columns) == {"callID", "callID_first", "callID_kind", "logID", "logID_kind", "disposition",
+                                   "notes"}

@@ -11,7 +11,7 @@ from openpyxl import load_workbook
 
 from batch_dispose.loading import load
 from batch_dispose.models import Outcome, RowResults, Status
-from batch_dispose.workbook import CELL_MAX, input_stem, visible, write_results
+from batch_dispose.workbook import CELL_MAX, input_stem, local_time, visible, write_results
 from tests.conftest import write_csv
 
 STARTED = datetime(2026, 11, 27, 16, 7, 0, tzinfo=UTC)
@@ -60,13 +60,13 @@ def test_sheet_is_set_up_for_people_and_reads_back_exactly(tmp_path: Path) -> No
     assert sheet.freeze_panes == "A2"
     assert sheet.auto_filter.ref == "A1:K4"
     rules = [rule for cf in sheet.conditional_formatting for rule in cf.rules]
-    assert sorted(rule.formula[0] for rule in rules) == sorted(f'$G2="{status.value}"' for status in Status)
+    assert sorted(rule.formula[0] for rule in rules) == sorted(f'$A2="{status.value}"' for status in Status)
     assert all(sheet.column_dimensions[letter].width >= 8 for letter in "ABCDEFGHIJK")
     assert all(cell.font.b for cell in sheet[1])
     values = [[cell.value for cell in line] for line in sheet.iter_rows(min_row=2)]
-    assert values[0] == ["C1", "1", "Interested", "=SUM(1,2)", "Priya", 2, "disposed", 200, "message 0", 1,
-                         "2026-11-27T16:07:01.000Z"]
-    assert values[1][3] == 'a < b & c > "d"' and values[2][3] == "  spaced  "
+    assert values[0] == ["disposed", "message 0", "C1", "1", "Interested", "=SUM(1,2)", "Priya", 2, 200, 1,
+                         local_time("2026-11-27T16:07:01.000Z")]
+    assert values[1][5] == 'a < b & c > "d"' and values[2][5] == "  spaced  "
     assert all(cell.data_type != "f" for line in sheet.iter_rows() for cell in line)
     assert dict(workbook["Summary"].iter_rows(values_only=True)) == {"Rows": 3, "Input file": "day.csv"}
     workbook.close()

@@ -1,0 +1,159 @@
+"""Compact sequences for a million rows: `CallRequest`s, row numbers and cell kinds without a Python
+object per row.
+
+`Calls` holds each valid row's index, callID, logID, disposition and notes in arrays and lists of the
+strings the table already holds (about 36 bytes a row against 130 for a CallRequest and its logID);
+a `CallRequest` is made when the row is iterated or indexed, and dropped after use. `Calls.subset()`
+gives an empty `Selection` to `append` chosen requests to (4 bytes a row), in the same order.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import overload
+
+from .models import CallRequest
+
+
+class RowNumbers(array):  # type: ignore[type-arg]
+    """Row numbers in 8 bytes each (a list of ints takes 36); equal to a list of the same numbers."""
+
+    def __new__(cls, numbers: Sequence[int] = ()) -> RowNumbers:
+        return super().__new__(cls, "l", numbers)  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return self.tolist() == other
+        return array.__eq__(self, other)  # type: ignore[operator]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Kinds(Sequence[str]):
+    """A column of cell kinds ("", "date", "bool") in one byte a row; equal to a list of the same kinds."""
+
+    NAMES = ("", "date", "bool")
+
+    def __init__(self) -> None:
+        self._codes = bytearray()
+
+    def append(self, kind: str) -> None:
+        self._codes.append(self.NAMES.index(kind))
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    @overload
+    def __getitem__(self, position: int) -> str: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[str]: ...
+
+    def __getitem__(self, position: int | slice) -> str | list[str]:
+        if isinstance(position, slice):
+            names = self.NAMES
+            return [names[code] for code in self._codes[position]]
+        return self.NAMES[self._codes[position]]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Requests(Sequence[CallRequest]):
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} requests)"
+
+
+class Calls(_Requests):
+    """The valid rows of one table, in table order."""
+
+    def __init__(self, rows: Sequence[int]) -> None:
+        self._rows = rows  # table index -> spreadsheet row number
+        self._index = array("l")
+        self._log_id = array("q")
+        self._call_id: list[str] = []
+        self._disposition: list[str] = []
+        self._notes: list[str] = []
+
+    def add(self, index: int, call_id: str, log_id: int, disposition: str, notes: str) -> None:
+        self._index.append(index)
+        self._log_id.append(log_id)
+        self._call_id.append(call_id)
+        self._disposition.append(disposition)
+        self._notes.append(notes)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @overload
+    def __getitem__(self, position: int) -> CallRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[CallRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
+        if isinstance(position, slice):
+            return [self[n] for n in range(*position.indices(len(self)))]
+        index = self._index[position]
+        return CallRequest(index=index, row=self._rows[index], call_id=self._call_id[position],
+                           log_id=self._log_id[position], disposition=self._disposition[position],
+                           notes=self._notes[position])
+
+    def __iter__(self) -> Iterator[CallRequest]:
+        return (self[n] for n in range(len(self)))
+
+    def position(self, index: int) -> int:
+        """Where the row of table index `index` is in this sequence (it must be there)."""
+        found = bisect.bisect_left(self._index, index)
+        if found == len(self._index) or self._index[found] != index:
+            raise ValueError(f"table index {index} is not a valid row")
+        return found
+
+    def subset(self) -> Selection:
+        """An empty selection of these requests, to `append` to in order."""
+        return Selection(self)
+
+
+class Selection(_Requests):
+    """Some of a `Calls`' requests (those to send), 4 bytes each."""
+
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
+        self._positions = array("l")
+
+    def append(self, call: CallRequest) -> None:
+        self._positions.append(self._calls.position(call.index))
+
+    def subset(self) -> Selection:
+        """An empty selection of the same requests."""
+        return Selection(self._calls)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, position: int) -> CallRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[CallRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
+        if isinstance(position, slice):
+            return [self[n] for n in range(*position.indices(len(self)))]
+        return self._calls[self._positions[position]]
+
+    def __iter__(self) -> Iterator[CallRequest]:
+        return (self[n] for n in range(len(self)))
