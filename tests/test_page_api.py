@@ -16,7 +16,7 @@ import pytest
 from batch_dispose.credentials import Secret
 from batch_dispose.ledger import Ledger
 from batch_dispose.settings import Settings
-from batch_dispose.web import service, uploads
+from batch_dispose.web import uploads
 from batch_dispose.web.app import create_app
 from tests.conftest import TOKEN, read_results, rows_of, write_csv, write_xlsx
 
@@ -365,7 +365,6 @@ def test_file_without_the_header_shows_its_first_rows_to_pick_from(make_page, si
     assert page.request("GET", f"/api/files/{body['id']}").json()["needs_columns"] is True
 
 
-@pytest.mark.skipif(not service.can_map_columns(), reason="the loader has no column mapping yet (--column)")
 def test_columns_picked_in_the_page_are_used_to_check_and_send(make_page, sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Mapping the columns in the page (as --column does) makes the file usable, and its rows are sent."""
     page = make_page(sim)
@@ -379,18 +378,6 @@ def test_columns_picked_in_the_page_are_used_to_check_and_send(make_page, sim, t
     view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
     assert view["counts"]["disposed"] == 2
     assert json.loads(next(r.body for r in sim.stats.recorded if r.call_id == "A2"))["notes"] == "y"
-
-
-@pytest.mark.skipif(service.can_map_columns(), reason="the loader maps columns: see the test above")
-def test_without_the_loaders_mapping_the_page_says_to_rename_the_columns(make_page, sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Until the loader can map columns, picking them answers with the sentence and how to fix the file."""
-    page = make_page(sim)
-    source = write_csv(tmp_path / "crm.csv", [["A1", "11", "Interested", "x"]],
-                       header=["Reference", "Log number", "Outcome", "Free text"])
-    upload = page.upload(source).json()
-    answer = page.request("POST", f"/api/files/{upload['id']}/columns", json={"columns": {"callID": "Reference"}})
-    assert answer.status_code == 422 and "rename the columns" in answer.json()["error"]
-    assert "rename the columns" in page.request("GET", f"/files/{upload['id']}").text.lower()
 
 
 def test_a_damaged_ledger_is_a_sentence_not_a_traceback(make_page, sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

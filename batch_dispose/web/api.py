@@ -82,7 +82,6 @@ async def post_file(request: Request) -> Response:
 def columns_json(upload: uploads.Upload) -> dict[str, Any]:
     """An upload whose header or columns were not found: the sentence, and the first rows to pick from."""
     return {"error": upload.error, "id": upload.id, "file": upload.name, "needs_columns": True,
-            "can_map_columns": service.can_map_columns(),
             "preview": [{"row": row, "cells": cells} for row, cells in upload.preview]}
 
 
@@ -115,9 +114,6 @@ async def post_columns(request: Request) -> Response:
     unknown = sorted(set(mapping) - set(service.FIELDS))
     if unknown:
         return error(422, f"{unknown[0]!r} is not a field; use callID, logID, disposition or notes.")
-    if not service.can_map_columns():
-        return error(422, f"{upload.error or upload.name} Picking columns in the page needs a newer batch-dispose "
-                     f"loader; rename the columns in the file instead and upload it again.")
     chosen = {name: header.strip() for name, header in mapping.items() if header.strip()}
     upload.settings = service.with_columns(state.settings, chosen, bool(body.get("no_notes")))
     upload.table, upload.edits, upload.excluded = None, {}, set()

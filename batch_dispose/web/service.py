@@ -6,28 +6,23 @@ shows requests with `client.preview`, sends with `job.run_files`, and reads the 
 `history --json` does. When the core's signatures change, only this file changes.
 
 Library calls made here (for re-pointing after a merge):
-    job.load_table(path, settings)          an upload read as `run` reads it (mapping, --no-notes), when it
-      else loading.load(path)               exists (the input branch); else the plain loader
-    loading.load's `columns` parameter      whether the page may offer picking the columns (can_map_columns)
+    job.load_table(path, settings)          an upload read as `run` reads it (column mapping, --no-notes)
     loading.read_dispositions(path)         the --dispositions allow-list
     loading.MAX_BYTES, loading.FORMATS      the loader's limits, applied while an upload streams in
     loading.cell_text(value)                the text of a cell, for the first rows shown when no header is found
-    job.plan(table, settings, allowed, history[, edits=, excluded=])   the check, as `validate` does
-    job.run_files([path], settings, token, reporter=, stop=[, edits=, excluded=])   the page's run IS `run`
+    job.plan(table, settings, allowed, history, edits=, excluded=)   the check, as `validate` does
+    job.run_files([path], settings, token, reporter=, stop=, edits=, excluded=)   the page's run IS `run`
     job.QuietReporter, job.RUN_STATUSES     the reporter seam (subclassed); the counts keys of `run --json`
     client.preview(base_url, call)          the first requests, token masked
     prior.reading(settings)                 the ledger's history for the check, read only (as validate)
     history.ask(path, call_ids=, limit=)    the history and "did call X go through?" (as history --json)
     settings.Settings.ledger_path, dataclasses.replace(settings, columns=, no_notes=)
     Table: .rows, .headers, .fields, .columns, .field_cells(), .sheet, .header_row, .ignored, .path
-The edits and exclusions go to job.plan / job.run_files when they take them (the input branch);
-until then they are applied to the loaded Table here: see the block marked SHIM.
+The edits and exclusions go to job.plan / job.run_files, as `edits=` and `excluded=`.
 """
 
 from __future__ import annotations
 
-import inspect
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -44,7 +39,6 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
-    "EXCLUDED",
     "FIELDS",
     "MAX_BYTES",
     "Check",
@@ -56,7 +50,6 @@ __all__ = [
     "UsageError",
     "allowed_dispositions",
     "call_history",
-    "can_map_columns",
     "check",
     "load",
     "preview_grid",
@@ -66,7 +59,6 @@ __all__ = [
 ]
 
 FIELDS = ("callID", "logID", "disposition", "notes")
-EXCLUDED = "excluded in the page"
 MAX_BYTES = loading.MAX_BYTES
 FORMATS = tuple(loading.FORMATS)
 RUN_STATUSES = tuple(status.value for status in job.RUN_STATUSES)
@@ -78,13 +70,7 @@ Edits = Mapping[int, Mapping[str, str]]
 def load(path: Path, settings: Settings) -> Table:
     """An uploaded file read exactly as `run` reads it (with the settings' column mapping, once the
     loader has one); InputFileError carries the CLI's sentence."""
-    load_table = getattr(job, "load_table", None)  # the input branch: mapping and --no-notes applied
-    return load_table(path, settings) if load_table is not None else loading.load(path)
-
-
-def can_map_columns() -> bool:
-    """Whether the loader takes a column mapping (--column FIELD=HEADER) yet."""
-    return "columns" in inspect.signature(loading.load).parameters and hasattr(job, "load_table")
+    return job.load_table(path, settings)
 
 
 def with_columns(settings: Settings, mapping: Mapping[str, str], no_notes: bool) -> Settings:
@@ -169,23 +155,12 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     when a target is set (rows already disposed show `skipped`)."""
     from ..client import preview
 
-    native = "edits" in inspect.signature(job.plan).parameters  # the input branch has landed
-    changes: dict[str, Any] = {"edits": edits, "excluded": excluded} if native else {}
-    edited = table if native else apply_edits(table, edits)
     with _history(settings) as history:
-        decided = job.plan(edited, settings, allowed, history, **changes)
+        decided = job.plan(table, settings, allowed, history, edits=edits, excluded=excluded)
     results = decided.results
-    excluded_rows = set(excluded)
-    to_send = []
-    for call in decided.to_send:
-        if call.row in excluded_rows:
-            continue
+    to_send = list(decided.to_send)
+    for call in to_send:
         results.set(call.index, Outcome(Status.READY, "ready to send"))
-        to_send.append(call)
-    if not native:
-        for index, row in enumerate(table.rows):
-            if row in excluded_rows:
-                results.set(index, Outcome(Status.PENDING, EXCLUDED))
     found = results.counts()
     counts = {name: found[Status(name)] for name in CHECK_STATUSES}
     statuses = [status.value for status in results.status]
@@ -224,79 +199,13 @@ def carried_columns(table: Table) -> list[list[str]]:
     return [column for position, column in enumerate(table.columns) if position not in used]
 
 
-# -- SHIM until the `input` branch lands: edits and exclusions inside the library ----------------
-# After the merge: delete apply_edits' body (pass edits= to job.plan instead) and _page_edits
-# (run_files takes edits= and excluded=, detected below).
-
-def apply_edits(table: Table, edits: Edits) -> Table:
-    """The table with the page's edits in its cells (copied columns; the loaded table is untouched)."""
-    if not edits:
-        return table
-    position_of = {row: index for index, row in enumerate(table.rows)}
-    columns = list(table.columns)
-    kinds = {name: list(values) for name, values in table.kinds.items()}
-    copied: set[int] = set()
-    for row, changes in edits.items():
-        index = position_of[row]
-        for name, value in changes.items():
-            position = table.fields.get(name)
-            if position is None:
-                continue  # no such column (notes absent): refused by the route before it gets here
-            if position not in copied:
-                columns[position] = list(columns[position])
-                copied.add(position)
-            columns[position][index] = value
-            if name in kinds:
-                kinds[name][index] = ""  # typed by a person: plain text now
-    return replace(table, columns=tuple(columns), kinds=kinds)
-
-
-_shim_lock = threading.Lock()
-
-
-@contextmanager
-def _page_edits(path: Path, edits: Edits, excluded: Collection[int]) -> Iterator[None]:
-    """While the page's run goes: its file loads with the edits, and excluded rows plan as pending."""
-    original_load, original_plan = loading.load, job.plan
-    rows = set(excluded)
-
-    def load_edited(target: Path, **kwargs: Any) -> Table:
-        table = original_load(target, **kwargs)
-        return apply_edits(table, edits) if target == path else table
-
-    def plan_excluding(table: Table, *args: Any, **kwargs: Any) -> job.Plan:
-        decided = original_plan(table, *args, **kwargs)
-        if table.path != path or not rows:
-            return decided
-        for call in [call for call in decided.to_send if call.row in rows]:
-            decided.to_send.remove(call)
-        for index, row in enumerate(table.rows):
-            if row in rows:
-                decided.results.set(index, Outcome(Status.PENDING, EXCLUDED))
-        return decided
-
-    with _shim_lock:
-        loading.load, job.plan = load_edited, plan_excluding  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        with _shim_lock:
-            loading.load, job.plan = original_load, original_plan  # type: ignore[assignment]
-# -- end of SHIM ----------------------------------------------------------------------------------
-
-
 async def run_file(path: Path, settings: Settings, token: Secret, *, reporter: job.Reporter, stop: Any,
                    edits: Edits, excluded: Collection[int]) -> FileResult:
     """`batch-dispose run FILE` with the page's edits: the same load, plan, ledger, lock, runner and
     workbook. Raises LockHeldError when another run (the page's, the CLI's, cron's) holds the lock."""
-    if "edits" in inspect.signature(job.run_files).parameters:  # the input branch has landed
-        results = await job.run_files([path], settings, token, reporter=reporter, stop=stop,  # type: ignore[call-arg]
-                                      edits=edits, excluded=excluded)
-        return results[0]
-    if not edits and not excluded:
-        return (await job.run_files([path], settings, token, reporter=reporter, stop=stop))[0]
-    with _page_edits(path, edits, excluded):
-        return (await job.run_files([path], settings, token, reporter=reporter, stop=stop))[0]
+    results = await job.run_files([path], settings, token, reporter=reporter, stop=stop,
+                                  edits=edits, excluded=excluded)
+    return results[0]
 
 
 @contextmanager
