@@ -115,6 +115,8 @@ STOP_LINES = {
     "or the token file, then run the results workbook again",
     "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
     "run the results workbook again later",
+    "unreachable": "stopped: could not connect to the server (refused, DNS or TLS: the failed rows say which); "
+    "check --subdomain / --base-url and the network, then run the results workbook again",
     "unresponsive": "stopped: the server stopped answering (many requests in a row got no usable reply); "
     "check the unknown rows in Ryng, then run the results workbook again",
     "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .models import CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
-from .pacing import Pacer, RetryBudget, Sleep, backoff
+from .models import Activity, CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
+from .pacing import Clock, Pacer, RetryBudget, Sleep, backoff
 
 UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
 UNKNOWN_STOP_MIN = 3  # consecutive unknown outcomes that stop the run: max(this, concurrency)
 MAX_WAITING = 1000  # rows waiting to retry at once (each is a small task)
 MAX_DEFERRALS = 10  # 429s / 503s with Retry-After waited out per row, besides --retries
+PROGRESS_GRACE_S = 10.0  # deferrals are free while the server gave a real answer within this long
+OUTAGE_S = 15.0  # no real answer for this long while rows are being retried: the server is down
+TICK_S = 0.5  # how often `on_tick` hears what the run is doing, replies or not
 
 
 class Sender(Protocol):
@@ -62,6 +66,10 @@ class _State:
     waiting: int = 0  # of those, rows sleeping before a retry (they hold no request slot)
     finished: list[tuple[CallRequest, Outcome]] = field(default_factory=list)
     crash: BaseException | None = None  # a bug inside a row's task, re-raised by run()
+    began: float = 0.0  # clock time the run began
+    answered_at: float | None = None  # clock time of the last real answer (anything but "retry later")
+    sending: dict[int, float] = field(default_factory=dict)  # id(row) -> when its current attempt left
+    resuming: dict[int, tuple[float, float]] = field(default_factory=dict)  # id(row) -> (server wait ends, asked)
 
 
 class Runner:
@@ -70,7 +78,8 @@ class Runner:
     def __init__(self, sender: Sender, options: SendOptions, *, journal: Journal | None = None,
                  on_outcome: Callable[[CallRequest, Outcome], None] | None = None,
                  stop: asyncio.Event | None = None, sleep: Sleep = asyncio.sleep,
-                 pacer: Pacer | None = None, budget: RetryBudget | None = None) -> None:
+                 pacer: Pacer | None = None, budget: RetryBudget | None = None,
+                 on_tick: Callable[[Activity], None] | None = None, clock: Clock = time.monotonic) -> None:
         self._sender = sender
         self._options = options
         self._journal = journal or NoJournal()
@@ -84,6 +93,19 @@ class Runner:
         self._wake = asyncio.Event()
         self._halted = asyncio.Event()
         self._slots = asyncio.Semaphore(options.concurrency)
+        self._on_tick = on_tick
+        self._clock = clock
+        self._deadline: float | None = getattr(sender, "deadline_s", None)  # no attempt outlives this
+
+    def activity(self) -> Activity:
+        """What the run is doing now: replies awaited (and the longest they can still take), rows waiting
+        to retry, and the longest wait a server asked for."""
+        state, now = self._state, self._clock()
+        oldest = now - min(state.sending.values()) if state.sending else 0.0
+        left = None if self._deadline is None else (max(0.0, self._deadline - oldest) if state.sending else 0.0)
+        waits = [(until - now, asked) for until, asked in state.resuming.values() if until > now]
+        longest = max(waits, default=(0.0, 0.0))
+        return Activity(len(state.sending), oldest, left, state.waiting, longest[0], longest[1])
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -110,7 +132,9 @@ class Runner:
         state, source = self._state, iter(requests)
         tasks: set[asyncio.Task[None]] = set()
         exhausted = False
+        state.began = self._clock()
         stop_watch = asyncio.ensure_future(self._watch_stop())
+        ticker = asyncio.ensure_future(self._tick()) if self._on_tick is not None else None
         try:
             while True:
                 self._wake.clear()  # anything that happens from here on (even during the commit) wakes us
@@ -141,6 +165,8 @@ class Runner:
                     await self._wake.wait()
         finally:
             stop_watch.cancel()
+            if ticker is not None:
+                ticker.cancel()
             for task in tasks:
                 task.cancel()
 
@@ -155,25 +181,42 @@ class Runner:
     async def _watch_stop(self) -> None:
         await self._stop.wait()
         self._halt(StopReason.INTERRUPTED)
+        if self._on_tick is not None:  # what the stop waits for, at once
+            self._on_tick(self.activity())
+
+    async def _tick(self) -> None:
+        """Tell `on_tick` what the run is doing every TICK_S, even while no reply arrives."""
+        assert self._on_tick is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._on_tick(self.activity())
 
     async def _settle(self, call: CallRequest) -> None:
         """All attempts of one row, ending in exactly one recorded outcome.
 
         A failed attempt that provably did not take effect (could not connect, 503) is retried up to
-        --retries times. An answer that says when to come back (429, or 503 with Retry-After) is the
-        server deferring the request: it is waited out without using up --retries, up to
-        MAX_DEFERRALS times. Every retry of either kind is paid from the run-wide budget.
+        --retries times, each retry paid from the run-wide budget. An answer that says when to come back
+        (429, or 503 with Retry-After) is the server deferring the request: it is waited out without using
+        up --retries, up to MAX_DEFERRALS times, and costs the budget nothing while the server keeps giving
+        real answers to other rows (a rate-limited server is slow, not down). Only when no real answer came
+        for PROGRESS_GRACE_S are deferrals paid too; after OUTAGE_S without one, the run stops.
         """
-        state, attempts, failures, deferrals = self._state, 0, 0, 0
+        state, attempts, failures, deferrals, key = self._state, 0, 0, 0, id(call)
         while True:
             attempts += 1
             async with self._slots:
-                await self._pacer.wait()
+                await self._paced()
                 if self._stopping():  # stopped while this row waited for its turn: it is not sent
                     return self._record(call, _pending(attempts - 1, self._state.stop_reason))
-                verdict = await self._sender.attempt(call)
+                state.sending[key] = self._clock()
+                try:
+                    verdict = await self._sender.attempt(call)
+                finally:
+                    del state.sending[key]
             self._pacer.answered(verdict.http_status == 429, verdict.retry_after)
             if not verdict.retry:
+                if verdict.http_status is not None:
+                    state.answered_at = self._clock()
                 if verdict.status is Status.DISPOSED and attempts == 1:
                     self._budget.refund()
                 self._note_streaks(verdict.status)
@@ -184,18 +227,48 @@ class Runner:
             if failures > self._options.retries or deferrals > MAX_DEFERRALS:
                 return self._record(call, _outcome(verdict, attempts, f" (gave up after {_attempts(attempts)})"))
             if self._stopping():
-                return self._record(call, _pending(attempts, self._state.stop_reason))
-            if not self._budget.take():
-                self._halt(StopReason.UNAVAILABLE)
-                return self._record(call, _pending(attempts, StopReason.UNAVAILABLE))
+                return self._record(call, _pending(attempts, self._state.stop_reason, verdict))
+            if not self._may_retry(deferred):
+                reason = StopReason.UNREACHABLE if verdict.http_status is None else StopReason.UNAVAILABLE
+                self._halt(reason)
+                return self._record(call, _pending(attempts, reason, verdict))
+            wait = backoff(failures + deferrals, self._rng, verdict.retry_after)
+            if verdict.retry_after is not None:
+                state.resuming[key] = (self._clock() + wait, verdict.retry_after)
             state.waiting += 1
             self._wake.set()  # a waiting row frees its place for another
             try:
-                interrupted = await self._pause(backoff(failures + deferrals, self._rng, verdict.retry_after))
+                interrupted = await self._pause(wait)
             finally:
                 state.waiting -= 1
+                state.resuming.pop(key, None)
             if interrupted:
-                return self._record(call, _pending(attempts, self._state.stop_reason))
+                return self._record(call, _pending(attempts, self._state.stop_reason, verdict))
+
+    def _may_retry(self, deferred: bool) -> bool:
+        """Whether the run can afford one more retry (see `_settle`)."""
+        state, now = self._state, self._clock()
+        quiet = now - (state.answered_at if state.answered_at is not None else state.began)
+        if quiet >= OUTAGE_S:
+            return False
+        if deferred and state.answered_at is not None and now - state.answered_at < PROGRESS_GRACE_S:
+            return True
+        return self._budget.take()
+
+    async def _paced(self) -> None:
+        """Wait for the pacer's go, or until the run starts stopping (a slow pacer must not hold the stop)."""
+        if self._pacer.limit is None and not self._pacer.paused():
+            return await self._pacer.wait()  # the hot path: no limit, nothing to wait for
+        if self._stopping():
+            return None
+        pacer = asyncio.ensure_future(self._pacer.wait())
+        stopper = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait({pacer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pacer.cancel()
+            stopper.cancel()
+        return None
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep before a retry; True if the run began stopping meanwhile."""
@@ -232,7 +305,9 @@ class Runner:
 STOP_MESSAGES = {
     StopReason.UNAUTHORIZED: "not sent: the run stopped after the server rejected the token 3 times in a row",
     StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
-    "(it kept asking us to retry); safe to re-run",
+    "(it kept asking us to retry, and served nothing meanwhile); safe to re-run",
+    StopReason.UNREACHABLE: "not sent: the run stopped because the server could not be reached "
+    "(connections failed: refused, DNS or TLS; the failed rows say which); safe to re-run",
     StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering "
     "(many requests in a row got no usable reply); safe to re-run",
     StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
@@ -244,10 +319,11 @@ def _outcome(verdict: Verdict, attempts: int, suffix: str = "") -> Outcome:
     return Outcome(verdict.status, verdict.message + suffix, verdict.http_status, attempts, iso(utc_now()))
 
 
-def _pending(attempts: int, reason: StopReason | None) -> Outcome:
+def _pending(attempts: int, reason: StopReason | None, last: Verdict | None = None) -> Outcome:
     message = STOP_MESSAGES[reason or StopReason.INTERRUPTED]
     if attempts:
-        message += f" ({_attempts(attempts)} answered 'busy, retry later')"
+        what = "could not connect" if last is not None and last.http_status is None else "answered 'busy, retry later'"
+        message += f" ({_attempts(attempts)} {what})"
     return Outcome(Status.PENDING, message, None, attempts, iso(utc_now()))
 
 

@@ -251,13 +251,21 @@ def test_backoff_is_full_jitter_within_exponential_cap(attempt: int, ceiling: fl
     assert max(waits) > 0.9 * ceiling and min(waits) < 0.1 * ceiling, "full jitter spans the whole range"
 
 
-@pytest.mark.parametrize(("retry_after", "wait"), [(0.0, 0.0), (7.0, 7.0), (60.0, 60.0), (120.0, 60.0),
-                                                   (86_400.0, 60.0), (-3.0, 0.0)])
+@pytest.mark.parametrize(("retry_after", "wait"), [(7.0, 7.0), (60.0, 60.0), (120.0, 60.0), (86_400.0, 60.0)])
 def test_backoff_honours_retry_after_up_to_60_s(retry_after: float, wait: float) -> None:
-    """A server's Retry-After is waited exactly, capped at 60 s, whatever the attempt number."""
+    """A server's Retry-After above the backoff is waited exactly, capped at 60 s."""
     assert RETRY_AFTER_CAP_S == 60
     assert backoff(1, random.Random(1), retry_after) == wait
-    assert backoff(9, random.Random(1), retry_after) == wait
+    assert backoff(5, random.Random(1), retry_after) == wait
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -3.0, 0.1])
+def test_a_retry_after_below_the_backoff_is_raised_to_it(retry_after: float) -> None:
+    """`Retry-After: 0` (or less than the backoff) waits the normal backoff, which grows with each attempt."""
+    for attempt in (1, 4, 8):
+        rng, same = random.Random(attempt), random.Random(attempt)
+        assert backoff(attempt, rng, retry_after) == max(retry_after, backoff(attempt, same))
+    assert sum(backoff(attempt, random.Random(3), retry_after) for attempt in range(1, 12)) > 10
 
 
 NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -276,6 +284,12 @@ NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
         ("soon", None),
         ("1.5", None),
         ("-5", None),
+        ("²", None),
+        ("1²", None),
+        ("٣", None),
+        ("+5", None),
+        ("9999999999999999999999", None),
+        ("86400", 86400.0),
         ("", None),
         (None, None),
         ("Wed, 99 Foo 2026 25:61:61 GMT", None),
