@@ -186,7 +186,7 @@ def test_without_rate_a_burst_sets_a_limit_pauses_and_recovery_lifts_it() -> Non
     paused_at = time.now
     starts = start_times(pacer, time, 40, waiters=4)
     assert starts[0] >= paused_at + 2.0 - 0.011, "no start during the Retry-After pause"
-    assert busiest_window(starts) <= int(pacer.limit)
+    assert busiest_window(starts) <= round(pacer.limit)  # a learned limit is an estimate: rounded, not floored
     windows = 0
     while pacer.limit is not None:
         time.now += WINDOW_S
