@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     """Run one command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    if any(arg == "--token" or arg.startswith("--token=") for arg in argv[1:] if argv[:1] != ["simulate"]):
+    if argv[:1] != ["simulate"] and any(arg == "--token" or arg.startswith("--token=") for arg in argv):
         print("batch-dispose: the token is never taken from the command line (it would show in shell history "
               "and process lists); set RYNG_ACCESS_TOKEN or use --token-file FILE.", file=err)
         return ExitCode.USAGE
