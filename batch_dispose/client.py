@@ -20,6 +20,7 @@ the API's JSON
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 from urllib.parse import quote
@@ -38,6 +39,7 @@ ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
 SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 RETRY_STATUSES = {429: "busy", 503: "unavailable"}
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # one DNS label (IDNA as xn--)
 _SEGMENT = re.compile(r"[A-Za-z0-9_.~%-]+")  # what quote(safe="") can produce: never / ? # or a backslash
 UNKNOWN_HINT = ("its effect is unknown, so it is not re-sent automatically: check the call in Ryng, "
                 "or re-run with --retry-unknown")
@@ -56,15 +58,29 @@ def base_url_for(*, subdomain: str | None = None, base_url: str | None = None) -
         raise UsageError("Say which Ryng account to use: --subdomain NAME (or --base-url URL).")
     try:
         url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        raise UsageError(f"--base-url {base_url!r} is not a URL.") from None
+        url.host  # noqa: B018 (decoding the host is what checks an xn-- label)
+    except (httpx.InvalidURL, ValueError):  # ValueError: idna's errors, e.g. an xn-- label that is not IDNA
+        raise UsageError(f"--base-url {base_url!r} is not a URL (check the host name).") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise UsageError(f"--base-url {base_url!r} must start with https:// and name a host.")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise UsageError(f"--base-url {base_url!r}: port {url.port} is not a port (1 to 65535).")
+    host = url.raw_host.decode("ascii", errors="replace")
+    if not _is_ip(host) and not all(_LABEL.fullmatch(label) for label in host.removesuffix(".").split(".")):
+        raise UsageError(f"--base-url {base_url!r}: {host!r} is not a valid host name.")
     if url.scheme == "http" and not is_loopback(url.host):
         raise UsageError(f"--base-url {base_url!r} uses plain http://, allowed only for a loopback host; use https://.")
     if url.userinfo or url.query or url.fragment:
         raise UsageError(f"--base-url {base_url!r} must not hold a user name, query or fragment.")
     return str(url.copy_with(raw_path=url.raw_path.rstrip(b"/") or b"")).rstrip("/")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class RyngClient:
