@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, UsageError
+from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, RunLogError, UsageError
 from .models import ExitCode, FileResult
 
 EXIT_CODES_HELP = """exit codes:
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 def _code_for(exc: BatchDisposeError) -> int:
     if isinstance(exc, LockHeldError):
         return ExitCode.LOCKED
-    if isinstance(exc, LedgerWriteError):  # some rows may have been sent: not "nothing was sent"
+    if isinstance(exc, LedgerWriteError | RunLogError):  # some rows may have been sent: not "nothing was sent"
         return ExitCode.ROWS_LEFT
     return ExitCode.USAGE
 

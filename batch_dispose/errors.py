@@ -5,8 +5,9 @@
     │   └── ConfigError             batch-dispose.toml is unreadable or has an unknown key
     ├── InputFileError              a file that cannot be used at all (exit 2, nothing sent)
     ├── LockHeldError               another run holds the ledger's lock (exit 75)
-    └── LedgerError                 the ledger cannot be opened or is not ours (exit 2)
-        └── LedgerWriteError        the ledger could not record mid-run (disk full?): sending stopped (exit 1)
+    ├── LedgerError                 the ledger cannot be opened or is not ours (exit 2)
+    │   └── LedgerWriteError        the ledger could not record mid-run (disk full?): sending stopped (exit 1)
+    └── RunLogError                 the run log could not be written mid-run (disk full?): sending stopped (exit 1)
 
 Each carries its context as keyword-only attributes; ``str(exc)`` is the sentence a person reads.
 Only ``cli.py`` turns them into output. Nothing here ever holds the access token.
@@ -60,3 +61,11 @@ class LedgerError(BatchDisposeError):
 
 class LedgerWriteError(LedgerError):
     """The ledger could not record while a run was sending; the run stops (nothing unrecorded is sent)."""
+
+
+class RunLogError(BatchDisposeError):
+    """The run log could not be written while a run was sending (disk full?); the run stops, like LedgerWriteError."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path

@@ -267,6 +267,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     call_ids = table.field_cells("callID")
 
     log = RunLog(settings.reports_dir, input_stem(path), started)
+    decided.warnings.extend(f"{old.name}: the run log of a run that was killed was renamed to {new.name}"
+                            for old, new in log.folded)
     log.note(f"run of {path} ({len(table)} rows, {len(to_send)} to send) to {settings.base_url}")
     for index, status in enumerate(results.status):
         if status is not Status.PENDING:
