@@ -106,6 +106,7 @@ class RyngClient:
         self._connect_timeout = connect_timeout
         self._timeouts = {"connect": connect_timeout, "read": timeout, "write": timeout, "pool": connect_timeout}
         self._deadline = connect_timeout + timeout + 2.0  # no attempt outlives this, whatever the server does
+        self.deadline_s = self._deadline  # the runner says how long a stop can wait at most
         self._transport = transport
         self._fast = transport if isinstance(transport, AiohttpTransport) else None
         self.timeout = timeout

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import __version__
 from .errors import InputFileError
 from .models import (
+    Activity,
     CallRequest,
     ExitCode,
     FileResult,
@@ -46,6 +47,9 @@ class Reporter(Protocol):
 
     def outcome(self, status: Status) -> None: ...
 
+    def tick(self, activity: Activity) -> None:
+        """What the run is doing (replies awaited, rows waiting to retry), about twice a second while it sends."""
+
     def file_finished(self, result: FileResult) -> None: ...
 
 
@@ -56,6 +60,9 @@ class QuietReporter:
         return None
 
     def outcome(self, status: Status) -> None:
+        return None
+
+    def tick(self, activity: Activity) -> None:
         return None
 
     def file_finished(self, result: FileResult) -> None:
@@ -286,7 +293,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         run_id = ledger.begin_run(settings.base_url, path, table.sha256)
         if to_send:
             runner = Runner(client, SendOptions(settings.concurrency, settings.retries, settings.rate),
-                            journal=ledger.journal(settings.base_url, run_id), on_outcome=on_outcome, stop=stop)
+                            journal=ledger.journal(settings.base_url, run_id), on_outcome=on_outcome, stop=stop,
+                            on_tick=getattr(reporter, "tick", None))
             stop_reason = await runner.run(to_send)
         for index in range(len(results)):  # rows the run never reached
             if results.status[index] is Status.PENDING and not results.message[index]:

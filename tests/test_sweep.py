@@ -382,7 +382,7 @@ def test_line_reporter_prints_progress_lines_through_a_slow_sweep(simulator, tmp
     lines = stream.getvalue().splitlines()
     assert len(lines) >= 3
     for line in lines:
-        assert re.fullmatch(r"batch-dispose: slow\.csv: \d+/40 sent \(\d+ disposed\), \d+\.\d/s", line), line
+        assert re.fullmatch(r"batch-dispose: slow\.csv: \d+/40 sent \(\d+ disposed\), \d+\.\d/s(; waiting for .*)?", line), line
     done = [int(re.search(r"(\d+)/40", line).group(1)) for line in lines]  # type: ignore[union-attr]
     assert done == sorted(done)
     assert not any(mark in stream.getvalue() for mark in PROGRESS_BAR_MARKS)
