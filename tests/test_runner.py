@@ -354,7 +354,9 @@ def test_403s_stop_a_concurrent_run_early() -> None:
     result = run(sender, rows(500), concurrency=8)
     assert result.reason is StopReason.UNAUTHORIZED
     assert len(sender.attempts) <= 2 * 8
-    assert result.statuses() == {Status.UNAUTHORIZED: len(sender.attempts)}
+    assert result.statuses()[Status.UNAUTHORIZED] == len(sender.attempts)
+    unsent = [outcome for call_id, outcome in result.reported if call_id not in sender.attempts]
+    assert all(o.status is Status.PENDING and o.attempts == 0 for o in unsent), "committed ahead, never sent"
 
 
 @pytest.mark.parametrize("pattern", [
@@ -402,7 +404,10 @@ def test_stop_event_interrupts_gracefully() -> None:
     assert all("interrupted" in outcomes[call_id].message and outcomes[call_id].attempts == 1 for call_id in retrying)
     assert {call_id: outcomes[call_id].status for call_id in blocked} == dict.fromkeys(blocked, Status.DISPOSED)
     assert set(sender.attempts) == retrying | set(blocked)
-    assert len(result.reported) == len(retrying) + concurrency
+    sent = [call_id for call_id, outcome in result.reported if outcome.attempts]
+    assert len(sent) == len(retrying) + concurrency
+    ahead = [outcome for call_id, outcome in result.reported if call_id not in sender.attempts]
+    assert all(o.status is Status.PENDING and o.attempts == 0 for o in ahead), "committed ahead, never sent"
 
 
 def test_retry_answer_after_stop_is_pending_not_retried() -> None:
@@ -418,7 +423,8 @@ def test_retry_answer_after_stop_is_pending_not_retried() -> None:
     result = run(sender, rows(10), concurrency=1, stop=stop, sleep=sleeps)
     assert result.reason is StopReason.INTERRUPTED
     assert sender.attempts == {"C0": 1}
-    assert [(c, o.status, o.attempts) for c, o in result.reported] == [("C0", Status.PENDING, 1)]
+    assert [(c, o.status, o.attempts) for c, o in result.reported if o.attempts] == [("C0", Status.PENDING, 1)]
+    assert {o.status for _, o in result.reported} == {Status.PENDING}
     assert "interrupted" in result.outcomes["C0"].message
 
 
@@ -511,3 +517,25 @@ def test_an_empty_input_finishes_at_once() -> None:
     sender = FakeSender()
     result = run(sender, [])
     assert (result.reason, result.reported, sender.total) == (None, [], 0)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8, 16])
+def test_rows_at_risk_from_a_kill_are_at_most_concurrency_plus_ahead(concurrency: int) -> None:
+    """At every commit, rows with an intent and no outcome (unknown after a kill -9) are at most
+    concurrency + ahead_for(concurrency): the crash guarantee, stated as a number."""
+    from batch_dispose.runner import ahead_for
+
+    class Counting(RecordingJournal):
+        peak = 0
+
+        async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+            await super().commit(finished, starting)
+            Counting.peak = max(Counting.peak, len(self.started) - len(self.finished))
+            await asyncio.sleep(0)  # replies arrive while a commit is being made
+
+    journal = Counting()
+    sender = FakeSender(ticks=3, journal=journal)
+    result = run(sender, rows(2_000), concurrency=concurrency, journal=journal)
+    assert result.statuses() == {Status.DISPOSED: 2_000}
+    assert Counting.peak <= concurrency + ahead_for(concurrency)
+    assert sender.max_in_flight == concurrency
