@@ -12,6 +12,7 @@ same one-sentence stop as a ledger that cannot record.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -90,10 +91,8 @@ class RunLog:
     def close(self) -> None:
         """Close quietly (the cleanup path: a write that failed has already been reported)."""
         if not self._handle.closed:
-            try:
+            with contextlib.suppress(OSError):
                 self._handle.close()
-            except OSError:
-                pass
 
 
 def fold_orphans(folder: Path) -> list[tuple[Path, Path]]:

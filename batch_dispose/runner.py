@@ -60,13 +60,13 @@ class SendOptions:
 
 
 def ahead_for(concurrency: int) -> int:
-    """Rows whose intent is committed before a slot is free for them: a quarter of the concurrency, at least 2
-    (enough for the replies that arrive during one commit's fsync at the API's speed).
+    """Rows whose intent is committed before a slot is free for them: half the concurrency, at least 2
+    (enough for the replies that arrive during one commit's fsync, even on a slow disk).
 
     After a kill -9 the rows with an intent and no outcome are `unknown` (never re-sent without
-    --retry-unknown): at most concurrency + ahead_for(concurrency) of them (10 at the default 8, 20 at 16).
+    --retry-unknown): at most concurrency + ahead_for(concurrency) of them (12 at the default 8, 24 at 16).
     """
-    return max(2, concurrency // 4)
+    return max(2, concurrency // 2)
 
 
 @dataclass

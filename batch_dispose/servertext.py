@@ -19,6 +19,7 @@ import unicodedata
 from urllib.parse import unquote
 
 from .credentials import MASK
+
 FRAGMENT = 8  # a run of this many characters of the token is masked wherever it appears
 _JSON_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\([\"\\/bfnrt])")
 _JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

@@ -204,7 +204,7 @@ def _echo_response(code: int, token: str) -> web.Response:
     entities = "".join(f"&#{ord(ch)};" for ch in token)
     message = (f"token {php} or {escaped} at {url} ({entities}) "
                f"\\u001b[31mred\\u001b[0m \\u001b]0;pwned\\u0007 \\u001b[2J\\r")
-    body = ('{"error": %s, "message": "%s"}' % ("false" if code == 200 else "true", message)).encode()
+    body = ('{"error": ' + ("false" if code == 200 else "true") + ', "message": "' + message + '"}').encode()
     headers = {**_JSON, "Location": url} if 300 <= code < 400 else _JSON
     return web.Response(status=code, reason=f"Echo {token}", body=body, headers=headers)
 

@@ -528,7 +528,8 @@ def test_rows_at_risk_from_a_kill_are_at_most_concurrency_plus_ahead(concurrency
     class Counting(RecordingJournal):
         peak = 0
 
-        async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]], starting: Sequence[CallRequest]) -> None:
+        async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]],
+                         starting: Sequence[CallRequest]) -> None:
             await super().commit(finished, starting)
             Counting.peak = max(Counting.peak, len(self.started) - len(self.finished))
             await asyncio.sleep(0)  # replies arrive while a commit is being made
