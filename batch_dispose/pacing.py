@@ -120,6 +120,10 @@ class Pacer:
         self._paused_until = float("-inf")
         self._lock = asyncio.Lock()
 
+    def pause_left(self) -> float:
+        """Seconds left of the pause a burst of 429s set (every start waits it out), 0 when none."""
+        return max(0.0, self._paused_until - self._clock())
+
     def paused(self) -> bool:
         """True while every start waits out a burst of 429s (or another waiter holds the pacer)."""
         return self._lock.locked() or self._clock() < self._paused_until

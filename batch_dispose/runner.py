@@ -120,6 +120,9 @@ class Runner:
         left = None if self._deadline is None else (max(0.0, self._deadline - oldest) if state.sending else 0.0)
         waits = [(until - now, asked) for until, asked in state.resuming.values() if until > now]
         longest = max(waits, default=(0.0, 0.0))
+        paused = self._pacer.pause_left()  # every start waits out the Retry-After of a burst of 429s
+        if paused > longest[0]:
+            longest = (paused, paused)
         return Activity(len(state.sending), oldest, left, state.waiting, longest[0], longest[1])
 
     @property

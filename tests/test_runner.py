@@ -540,3 +540,35 @@ def test_rows_at_risk_from_a_kill_are_at_most_concurrency_plus_ahead(concurrency
     assert result.statuses() == {Status.DISPOSED: 2_000}
     assert Counting.peak <= concurrency + ahead_for(concurrency)
     assert sender.max_in_flight == concurrency
+
+
+def test_activity_says_what_the_run_waits_for() -> None:
+    """Runner.activity() counts the requests in flight, the rows waiting to retry and the server's asked wait."""
+    seen = []
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        class Holding(FakeSender):
+            async def attempt(self, call: CallRequest) -> Verdict:
+                self.attempts[call.call_id] += 1
+                if call.call_id == "C0":
+                    return busy(30.0)
+                await release.wait()
+                return OK
+
+        sleeps, stop = Sleeps(), asyncio.Event()
+        runner = Runner(Holding(), SendOptions(concurrency=3, seed=1), sleep=sleep_forever, pacer=sleeps.pacer(),
+                        stop=stop)
+        task = asyncio.ensure_future(runner.run(rows(3)))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        seen.append(runner.activity())
+        release.set()
+        stop.set()  # as Ctrl-C does
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    activity = seen[0]
+    assert activity.in_flight == 2 and activity.waiting == 1
+    assert 29 <= activity.server_wait_s <= 30 and activity.server_asked_s == 30.0
