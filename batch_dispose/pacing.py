@@ -95,22 +95,27 @@ class Pacer:
     Below one request a second the window stretches instead (`--rate 0.5`: one start per 2.1 s).
     Starts are evenly spaced (window / limit apart), never bursts. A 429 now and then is noise; a
     server's rate limit shows as many: when, within one window, at least 3 answers and a fifth of all
-    answers were 429, the limit drops (at most once per window) to just below the rate the server was
-    serving in that window (what it answered with anything but 429, per second of the window seen so
-    far), or halves if it served nothing.
-    Each window after that without such a burst grows it back by 5% (at least one request a second).
-    Without a configured rate there is no limit until such a burst; the limit then starts at half the
-    rate we were sending at, and is lifted once it has grown back to twice that.
+    answers were 429 (and, among fewer than 10 answers, at least half), the limit drops (at most once
+    per window) to just below the rate the server was serving in that window (what it answered with
+    anything but 429), or halves if it served nothing.
+    Each window after that without a 429 grows it back by 5% (at least one request a second), up to the
+    rate the server served; above that only by 1% a window (a limiter that counts rejected requests
+    too punishes every probe).
+    Without a configured rate there is no limit until such a burst; the limit is lifted once it has grown
+    back to twice the rate we were sending at.
     """
 
     THROTTLED_MIN = 3  # 429s within one window that can mean a rate limit…
     THROTTLED_SHARE = 0.2  # …when they are also this share of the window's answers
     RECOVERY = 0.05
+    PROBE = 0.01  # growth per clean window above the rate the server served at the last burst
+    ANSWERS_MIN = 10  # fewer answers in a window: a rate limit only if half of them were 429s
 
     def __init__(self, rate: float | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self.configured = rate
         self.limit = rate
         self._ceiling: float | None = None
+        self._learned: float | None = None  # what the server served (per second) in the window of the last burst
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque()
@@ -174,7 +179,9 @@ class Pacer:
             self._throttled -= self._answers.popleft()[1]
         if now - self._changed_at < WINDOW_S:
             return
-        if throttled and self._throttled >= max(self.THROTTLED_MIN, self.THROTTLED_SHARE * len(self._answers)):
+        answers = len(self._answers)
+        if (throttled and self._throttled >= max(self.THROTTLED_MIN, self.THROTTLED_SHARE * answers)
+                and (answers >= self.ANSWERS_MIN or 2 * self._throttled >= answers)):
             current = self.limit
             if current is None:  # the rate we were sending at, over the starts of the last window
                 recent = [start for start in self._starts if now - start < WINDOW_S]
@@ -183,14 +190,18 @@ class Pacer:
                 self._ceiling = 2 * current
             # What the server served in the last window is its rate: settle just below it. Only when it
             # served (almost) nothing is the limit halved instead, down to one request a second.
-            span = max(now - self._answers[0][0], WINDOW_S / 10)  # the window, or less at the start of a run
-            served = (len(self._answers) - self._throttled) / span
+            served = (len(self._answers) - self._throttled) / WINDOW_S
             settled = served * SERVED_SHARE if served >= 1.0 else current / 2
             self.limit = max(min(1.0, self.configured or 1.0), min(current, settled))
+            if served >= 1.0:
+                self._learned = served
             self._changed_at = now
             self._paused_until = now + min(retry_after if retry_after is not None else WINDOW_S, RETRY_AFTER_CAP_S)
         elif self.limit is not None and self.limit != self.configured and not self._throttled:
-            self.limit += max(1.0, self.limit * self.RECOVERY)
+            step = max(1.0, self.limit * self.RECOVERY)
+            if self._learned is not None and self.limit + step > self._learned:  # near what the server served:
+                step = max(self._learned - self.limit, self.limit * self.PROBE)  # probe above it only slowly
+            self.limit += step
             self._changed_at = now
             if self.configured is not None:
                 self.limit = min(self.limit, self.configured)

@@ -298,3 +298,22 @@ NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     """Retry-After in seconds or as an HTTP date becomes seconds to wait (a past date: 0); garbage is None."""
     assert parse_retry_after(value, now=NOW) == seconds
+
+
+def test_the_limit_settles_at_what_the_server_served_and_probes_above_it_slowly() -> None:
+    """A burst while the server served 10/s sets the limit just under 10; clean windows bring it back to 10
+    quickly, and above it only by 1% a window (a limiter counting rejected requests punishes each probe)."""
+    time = FakeTime()
+    pacer = Pacer(None, clock=time.clock, sleep=time.sleep)
+    start_times(pacer, time, 40)  # sent as fast as it could
+    for n in range(40):  # one window: 10 served, then 30 answered 429
+        time.now += 0.02
+        pacer.answered(n >= 10, 1.0 if n >= 10 else None)
+    assert pacer.limit == pytest.approx(10 / WINDOW_S * 0.95, rel=0.01)
+    seen = []
+    for _ in range(10):
+        time.now += WINDOW_S
+        answer(pacer, time, throttled=0, total=10, spread=0.01)
+        seen.append(pacer.limit)
+    assert seen[0] == pytest.approx(10 / WINDOW_S, rel=0.01), "back to the served rate at once"
+    assert seen[-1] < 10 / WINDOW_S * 1.11, "above it, 1% a window"
