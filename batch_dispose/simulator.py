@@ -103,6 +103,7 @@ class SimConfig:
     status_mix: Mapping[int, float] = field(default_factory=dict)  # e.g. {429: .05, 503: .02}
     retry_after: str | None = "1"  # Retry-After sent with every 429 and 503 (None: no header)
     rate_limit: int | None = None  # 429 once this many requests were accepted within the last 1.0 s
+    rate_limit_counts_rejected: bool = False  # the 429s count too (as many gateways do): every excess costs
     hang_rate: float = 0.0  # fraction read and never answered (until the server stops)
     reset_rate: float = 0.0  # fraction whose connection is reset (TCP RST) once read, no response
     html_rate: float = 0.0  # fraction answered 502 with an HTML page, like a gateway
@@ -385,6 +386,8 @@ class _Simulator:
         while accepted and accepted[0] <= now - _WINDOW_S:
             accepted.popleft()
         if len(accepted) >= limit:
+            if self.config.rate_limit_counts_rejected:
+                accepted.append(now)
             return True
         accepted.append(now)
         return False

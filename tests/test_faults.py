@@ -128,14 +128,16 @@ def test_rate_limit_is_never_exceeded_as_the_server_counts(cli, simulator, tmp_p
     assert sim.stats.max_per_second <= 20
 
 
-@pytest.mark.parametrize(("limit", "retry_after", "concurrency"), [(10, "1", 8), (5, None, 16)],
-                         ids=["10-per-s-retry-after-1-c8", "5-per-s-no-retry-after-c16"])
+@pytest.mark.parametrize(("limit", "retry_after", "concurrency", "strict"),
+                         [(10, "1", 8, False), (5, None, 16, False), (10, "1", 16, True)],
+                         ids=["10-per-s-retry-after-1-c8", "5-per-s-no-retry-after-c16", "10-per-s-429s-count-c16"])
 def test_a_rate_limited_server_is_ridden_out_to_the_last_row(cli, simulator, tmp_path: Path, limit: int,
-                                                             retry_after: str | None, concurrency: int) -> None:
-    """A server that answers 429 above N requests/s is slow, not down: every row ends disposed, once,
-    exit 0, in at most 1.5 x rows/N + 5 s."""
+                                                             retry_after: str | None, concurrency: int,
+                                                             strict: bool) -> None:
+    """A server that answers 429 above N requests/s (even one counting the 429s against the limit) is slow,
+    not down: every row ends disposed, once, exit 0, in at most 1.5 x rows/N + 5 s."""
     rows = 6 * limit
-    sim = simulator(rate_limit=limit, retry_after=retry_after)
+    sim = simulator(rate_limit=limit, retry_after=retry_after, rate_limit_counts_rejected=strict)
     source = write_csv(tmp_path / "calls.csv", rows_of(rows))
     started = time.monotonic()
     result = cli("run", source, "--base-url", sim.base_url, "--concurrency", concurrency, "--json")
