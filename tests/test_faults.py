@@ -227,3 +227,14 @@ def test_unknown_is_never_resent_automatically_and_retry_unknown_says_so(cli, si
     assert third.code == 0 and sim.stats.received["1001"] == 2
     _, records, _ = read_results(Path(third.json()["results"]))
     assert records[1]["status"] == "disposed" and "re-sent with --retry-unknown" in records[1]["message"]
+
+
+@pytest.mark.parametrize("value", ["²", "-1", "1.5", "soon", "99999999999999999999"])
+def test_a_malformed_retry_after_falls_back_to_the_backoff(cli, simulator, tmp_path: Path, value: str) -> None:
+    """`Retry-After: ²` (or negative, decimal, garbage, absurd) is no Retry-After: the row backs off and is sent."""
+    sim = simulator(scripts={"1000": [429, 200]}, retry_after=value)
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert sim.stats.received["1000"] == 2 and time.monotonic() - started < 10
