@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, UsageError
+from .errors import BatchDisposeError, InputFileError, LedgerWriteError, LockHeldError, RunLogError, UsageError
 from .helptext import DESCRIPTIONS, HelpFormatter, epilog
 from .models import ExitCode, FileResult
 from .streams import PipeGuard
@@ -205,7 +205,7 @@ def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
 def _code_for(exc: BatchDisposeError) -> int:
     if isinstance(exc, LockHeldError):
         return ExitCode.LOCKED
-    if isinstance(exc, LedgerWriteError):  # some rows may have been sent: not "nothing was sent"
+    if isinstance(exc, LedgerWriteError | RunLogError):  # some rows may have been sent: not "nothing was sent"
         return ExitCode.ROWS_LEFT
     return ExitCode.USAGE
 
@@ -254,25 +254,24 @@ def _run_setup(args: argparse.Namespace, err: TextIO):  # type: ignore[no-untype
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .job import run_files
-    from .progress import print_lines, reporter_for, summary_lines
+    from .progress import Watch, print_lines, reporter_for, summary_lines
 
     settings, token = _run_setup(args, err)
-    reporter = reporter_for(err, quiet=args.quiet)
-    def finished(result: FileResult) -> None:  # each file's summary as soon as it ends
-        print_lines(summary_lines(result), err)
-
-    results = _with_signals(err, lambda stop: run_files(args.files, settings, token, reporter=reporter, stop=stop,
-                                                        after_file=finished))
+    reporter = Watch(reporter_for(err, quiet=args.quiet))
+    results = _with_signals(err, lambda stop: run_files(  # each file's summary as soon as that file ends
+        args.files, settings, token, reporter=reporter, stop=stop,
+        after_file=lambda result: print_lines(summary_lines(result), err)), describe=reporter.stopping_line)
     return _report(results, args, out, several=len(args.files) > 1)
 
 
 def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .progress import print_lines, reporter_for, summary_lines
+    from .progress import Watch, print_lines, reporter_for, summary_lines
     from .sweep import sweep
 
     settings, token = _run_setup(args, err)
-    reporter = reporter_for(err, quiet=args.quiet)
-    swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop))
+    reporter = Watch(reporter_for(err, quiet=args.quiet))
+    swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop),
+                          describe=reporter.stopping_line)
     for item in swept.files:
         print_lines(summary_lines(item.result), err)
         if item.moved_to is not None:
@@ -356,8 +355,10 @@ def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any
     }
 
 
-def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any]) -> Any:
-    """Run a coroutine with Ctrl-C / SIGTERM handled: first stops gracefully, second exits at once."""
+def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any],
+                  describe: Callable[[], str] | None = None) -> Any:
+    """Run a coroutine with Ctrl-C / SIGTERM handled: first stops gracefully (saying what it waits for,
+    from `describe`), second exits at once."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     received = 0
@@ -366,8 +367,9 @@ def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any]) -> Any:
         nonlocal received
         received += 1
         if received == 1:
-            print("\nbatch-dispose: stopping: no new requests; waiting for those in flight "
-                  "(Ctrl-C again to quit at once)", file=err, flush=True)
+            line = describe() if describe is not None else ("stopping: no new requests; waiting for those in "
+                                                            "flight (Ctrl-C again to quit at once)")
+            print(f"\nbatch-dispose: {line}", file=err, flush=True)
             loop.call_soon_threadsafe(stop.set)
         else:
             print("batch-dispose: quit at once; the ledger keeps every recorded outcome", file=err, flush=True)

@@ -20,6 +20,7 @@ the API's JSON
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 from urllib.parse import quote
@@ -31,12 +32,14 @@ from .credentials import MASK, Secret
 from .errors import UsageError
 from .models import CallRequest, Status, Verdict
 from .pacing import parse_retry_after
+from .servertext import server_text
 from .transport import AiohttpTransport, Reply, UntrustedCertificate, is_loopback
 
 ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
 SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 RETRY_STATUSES = {429: "busy", 503: "unavailable"}
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # one DNS label (IDNA as xn--)
 _SEGMENT = re.compile(r"[A-Za-z0-9_.~%-]+")  # what quote(safe="") can produce: never / ? # or a backslash
 UNKNOWN_HINT = ("its effect is unknown, so it is not re-sent automatically: check the call in Ryng, "
                 "or re-run with --retry-unknown")
@@ -55,15 +58,29 @@ def base_url_for(*, subdomain: str | None = None, base_url: str | None = None) -
         raise UsageError("Say which Ryng account to use: --subdomain NAME (or --base-url URL).")
     try:
         url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        raise UsageError(f"--base-url {base_url!r} is not a URL.") from None
+        url.host  # noqa: B018 (decoding the host is what checks an xn-- label)
+    except (httpx.InvalidURL, ValueError):  # ValueError: idna's errors, e.g. an xn-- label that is not IDNA
+        raise UsageError(f"--base-url {base_url!r} is not a URL (check the host name).") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise UsageError(f"--base-url {base_url!r} must start with https:// and name a host.")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise UsageError(f"--base-url {base_url!r}: port {url.port} is not a port (1 to 65535).")
+    host = url.raw_host.decode("ascii", errors="replace")
+    if not _is_ip(host) and not all(_LABEL.fullmatch(label) for label in host.removesuffix(".").split(".")):
+        raise UsageError(f"--base-url {base_url!r}: {host!r} is not a valid host name.")
     if url.scheme == "http" and not is_loopback(url.host):
         raise UsageError(f"--base-url {base_url!r} uses plain http://, allowed only for a loopback host; use https://.")
     if url.userinfo or url.query or url.fragment:
         raise UsageError(f"--base-url {base_url!r} must not hold a user name, query or fragment.")
     return str(url.copy_with(raw_path=url.raw_path.rstrip(b"/") or b"")).rstrip("/")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class RyngClient:
@@ -89,9 +106,11 @@ class RyngClient:
         self._connect_timeout = connect_timeout
         self._timeouts = {"connect": connect_timeout, "read": timeout, "write": timeout, "pool": connect_timeout}
         self._deadline = connect_timeout + timeout + 2.0  # no attempt outlives this, whatever the server does
+        self.deadline_s = self._deadline  # the runner says how long a stop can wait at most
         self._transport = transport
         self._fast = transport if isinstance(transport, AiohttpTransport) else None
         self.timeout = timeout
+        self._disposed: dict[tuple[str, bytes], Verdict] = {}  # the API's 200 replies seen: classified once
 
     def url_for(self, call: CallRequest) -> str:
         """The end-call URL of a row: the callID percent-encoded as exactly one path segment.
@@ -133,9 +152,17 @@ class RyngClient:
             return classify_error(exc, self.timeout, secret=self._token.reveal())
         except httpx.DecodingError as exc:  # the reply arrived but cannot be decoded
             return Verdict(Status.UNKNOWN, f"the server's reply could not be decoded "
-                           f"({_masked(str(exc), self._token.reveal())[:120]}); {UNKNOWN_HINT}")
+                           f"({server_text(str(exc), self._token.reveal())[:120]}); {UNKNOWN_HINT}")
         except TimeoutError:
             return Verdict(Status.UNKNOWN, f"sent, but no complete reply within {self._deadline:.0f} s; {UNKNOWN_HINT}")
+        if reply.status == 200 and len(reply.content) <= 512:  # the common answer: every row gets the same bytes
+            key = (reply.reason, reply.content)
+            verdict = self._disposed.get(key)
+            if verdict is None:
+                verdict = classify(reply, secret=self._token.reveal())
+                if verdict.status is Status.DISPOSED and len(self._disposed) < 16:
+                    self._disposed[key] = verdict
+            return verdict
         return classify(reply, secret=self._token.reveal())
 
     async def aclose(self) -> None:
@@ -160,19 +187,21 @@ def preview(base_url: str | None, call: CallRequest) -> str:
 def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
     """What one HTTP answer means for the row (see the table in the module docstring).
 
-    Whatever the server sent is masked for `secret` before any of it is cut into a message, so a
-    server echoing our header back cannot put the token, or part of it, into the workbook.
+    Every piece of server text (the body, the JSON message inside it, the reason phrase, Location) is
+    decoded and masked for `secret`, with control characters made inert, before any of it is cut into
+    a message (`servertext.server_text`): a server echoing our header back, even escaped, cannot put
+    the token, or a piece of it, into a message, the log, the ledger or the workbook.
     """
     if isinstance(response, httpx.Response):
         response = Reply.from_httpx(response)
     code = response.status
-    reason = f"{code} {response.reason}".strip()
-    text = _masked(response.content[:65536].decode("utf-8", errors="replace"), secret)
+    reason = f"{code} {server_text(response.reason, secret)[:80]}".strip()
+    raw = response.content[:65536].decode("utf-8", errors="replace")
     if code in RETRY_STATUSES:
         return Verdict(Status.FAILED, f"the server stayed {RETRY_STATUSES[code]} ({reason}); "
                        f"the call was not ended, so it is safe to re-run", code, retry=True,
                        retry_after=parse_retry_after(response.headers.get("retry-after")))
-    api = _api_reply(text)
+    api = _api_reply(raw, secret)
     if code == 200 and api is not None:
         error, message = api
         if not error:
@@ -180,26 +209,26 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
         return Verdict(Status.FAILED, f"the server answered 200 but reported an error: {message}", code)
     if 200 <= code < 300:
         return Verdict(Status.UNKNOWN, f"the server answered {reason} but not with the API's reply "
-                       f"({_excerpt(text)}); {UNKNOWN_HINT}", code)
+                       f"({_excerpt(raw, secret)}); {UNKNOWN_HINT}", code)
     if code == 403:
         return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: "
-                       f"{api[1] if api else _excerpt(text)})", code)
+                       f"{api[1] if api else _excerpt(raw, secret)})", code)
     if code == 500:
         return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: "
-                       f"{api[1] if api else _excerpt(text)})", code)
+                       f"{api[1] if api else _excerpt(raw, secret)})", code)
     if 300 <= code < 400:
-        where = _masked(response.headers.get("location", "elsewhere"), secret)
+        where = server_text(response.headers.get("location", "elsewhere"), secret)
         return Verdict(Status.FAILED, f"the server redirected the request ({reason}) to {where[:120]}; "
                        f"check --subdomain / --base-url", code)
     if 400 <= code < 500:
         return Verdict(Status.FAILED, f"the server refused the request ({reason}: "
-                       f"{api[1] if api else _excerpt(text)})", code)
-    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(text)}); {UNKNOWN_HINT}", code)
+                       f"{api[1] if api else _excerpt(raw, secret)})", code)
+    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(raw, secret)}); {UNKNOWN_HINT}", code)
 
 
 def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: str = "") -> Verdict:
     """What a transport failure means: before sending -> retry; after -> unknown."""
-    detail = _masked(" ".join(str(exc).split()), secret)[:160] or type(exc).__name__
+    detail = server_text(str(exc), secret)[:160] or type(exc).__name__
     if isinstance(exc, UntrustedCertificate):
         return Verdict(Status.FAILED, f"the server's TLS certificate is not trusted ({detail}); nothing was sent. "
                        f"Check --subdomain / --base-url, or the system's certificate store")
@@ -211,12 +240,8 @@ def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: st
     return Verdict(Status.UNKNOWN, f"sent, but the connection broke before a reply ({detail}); {UNKNOWN_HINT}")
 
 
-def _masked(text: str, secret: str) -> str:
-    return text.replace(secret, MASK) if secret and secret in text else text
-
-
-def _api_reply(text: str) -> tuple[bool, str] | None:
-    """(error, message) when the body is the API's JSON; None for anything else."""
+def _api_reply(text: str, secret: str = "") -> tuple[bool, str] | None:
+    """(error, message) when the body is the API's JSON (the message decoded, masked, inert); None otherwise."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -224,14 +249,15 @@ def _api_reply(text: str) -> tuple[bool, str] | None:
     if not isinstance(data, dict) or not isinstance(data.get("error"), bool):
         return None
     message = data.get("message")
-    return data["error"], " ".join(message.split())[:300] if isinstance(message, str) else ""
+    return data["error"], server_text(message, secret)[:300] if isinstance(message, str) else ""
 
 
-def _excerpt(text: str, limit: int = 160) -> str:
+def _excerpt(text: str, secret: str = "", limit: int = 160) -> str:
+    """The start of a body that is not the API's JSON, as words: tags dropped, decoded, masked, inert."""
     text = text[:4096]
     if "<" in text:  # an HTML error page: its words, not its tags
         text = re.sub(r"(?is)<(script|style)\b.*?</\1>|<[^>]*>", " ", text)
-    text = " ".join(text.split())
+    text = server_text(text, secret)
     if not text:
         return "empty body"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,9 +7,10 @@
     ├── InputFileError              a file that cannot be used at all (exit 2, nothing sent)
     ├── LockHeldError               another run holds the ledger's lock (exit 75)
     ├── NotWritableError            the reports folder or the ledger's folder cannot be written (exit 2)
-    └── LedgerError                 the ledger cannot be opened or is not ours (exit 2)
-        ├── DamagedLedgerError      an existing file that is not a healthy ledger: nothing sent (exit 2)
-        └── LedgerWriteError        the ledger could not record mid-run (disk full?): sending stopped (exit 1)
+    ├── LedgerError                 the ledger cannot be opened or is not ours (exit 2)
+    │   ├── DamagedLedgerError      an existing file that is not a healthy ledger: nothing sent (exit 2)
+    │   └── LedgerWriteError        the ledger could not record mid-run (disk full?): sending stopped (exit 1)
+    └── RunLogError                 the run log could not be written mid-run (disk full?): sending stopped (exit 1)
 
 Each carries its context as keyword-only attributes; ``str(exc)`` is the sentence a person reads.
 Only ``cli.py`` turns them into output. Nothing here ever holds the access token.
@@ -91,3 +92,9 @@ class DamagedLedgerError(LedgerError):
     def __init__(self, message: str, *, path: Path, reason: str) -> None:
         super().__init__(message, path=path)
         self.reason = reason
+class RunLogError(BatchDisposeError):
+    """The run log could not be written while a run was sending (disk full?); the run stops, like LedgerWriteError."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path

@@ -17,6 +17,7 @@ from . import __version__
 from .calls import Calls, Selection
 from .errors import InputFileError
 from .models import (
+    Activity,
     CallRequest,
     ExitCode,
     FileResult,
@@ -52,6 +53,9 @@ class Reporter(Protocol):
 
     def outcome(self, status: Status) -> None: ...
 
+    def tick(self, activity: Activity) -> None:
+        """What the run is doing (replies awaited, rows waiting to retry), about twice a second while it sends."""
+
     def file_finished(self, result: FileResult) -> None: ...
 
 
@@ -62,6 +66,9 @@ class QuietReporter:
         return None
 
     def outcome(self, status: Status) -> None:
+        return None
+
+    def tick(self, activity: Activity) -> None:
         return None
 
     def file_finished(self, result: FileResult) -> None:
@@ -411,6 +418,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     call_ids = table.field_cells("callID")
 
     log = RunLog(settings.reports_dir, input_stem(path), started)
+    warnings.extend(f"{old.name}: the run log of a run that was killed was renamed to {new.name}"
+                    for old, new in log.folded)
     log.note(f"run of {path} ({len(table)} rows, {len(to_send)} to send) to {settings.base_url}")
     for index, status in enumerate(results.status):
         if status is not Status.PENDING:
@@ -430,7 +439,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         journal = SettlingJournal(ledger.journal(settings.base_url, run_id), decided.resent_unknown)
         if to_send:
             runner = Runner(client, SendOptions(settings.concurrency, settings.retries, settings.rate),
-                            journal=journal, on_outcome=on_outcome, stop=stop)
+                            journal=journal, on_outcome=on_outcome, stop=stop,
+                            on_tick=getattr(reporter, "tick", None))
             stop_reason = await runner.run(to_send)
         for index in range(len(results)):  # rows the run never reached
             if results.status[index] is Status.PENDING and not results.message[index]:

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from .models import STATUS_ORDER, FileResult, Status
+from .models import STATUS_ORDER, Activity, FileResult, Status
 
 LINE_EVERY_S = 10.0
 PROBLEMS = (Status.UNAUTHORIZED, Status.FAILED, Status.INVALID, Status.UNKNOWN)
@@ -20,27 +20,59 @@ def counts_text(counts: Counter[Status] | dict[Status, int]) -> str:
     return ", ".join(parts) or "nothing"
 
 
+def activity_text(activity: Activity | None) -> str:
+    """`waiting for 4 replies (oldest 12 s); server asked to wait 60 s`, or "" when nothing is awaited."""
+    if activity is None:
+        return ""
+    parts = []
+    if activity.in_flight:
+        parts.append(f"waiting for {_replies(activity.in_flight)} (oldest {activity.oldest_s:.0f} s)")
+    if activity.waiting:
+        parts.append(f"{activity.waiting} to retry")
+    if activity.server_wait_s >= 1:
+        asked = activity.server_asked_s
+        capped = f" (it asked for {asked:.0f} s)" if asked > activity.server_wait_s + 60 else ""
+        parts.append(f"server asked to wait: {activity.server_wait_s:.0f} s{capped}")
+    return "; ".join(parts)
+
+
+def _replies(count: int) -> str:
+    return f"{count} repl{'y' if count == 1 else 'ies'}"
+
+
 class BarReporter:
-    """A tqdm bar per file with counts per status and the rate (for a person at a terminal)."""
+    """A tqdm bar per file with counts per status, the rate, and what it is waiting for (a person at a
+    terminal). It is refreshed on every tick (twice a second) even when no reply arrives, and its ETA is
+    from the average rate since the start, so a stretch of hung requests does not make it jump."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._bar = None
         self._counts: Counter[Status] = Counter()
+        self._activity = ""
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         from tqdm import tqdm
 
-        self._counts = Counter()
+        self._counts, self._activity = Counter(), ""
         self._bar = tqdm(total=to_send, desc=path.name, unit="call", file=self._stream, dynamic_ncols=True,
-                         leave=True, mininterval=0.2)
+                         leave=True, mininterval=0.2, smoothing=0)
 
     def outcome(self, status: Status) -> None:
         self._counts[status] += 1
         if self._bar is not None:
             self._bar.update(1)
             if self._bar.n == self._bar.total or self._bar.n % 25 == 0:
-                self._bar.set_postfix_str(counts_text(self._counts), refresh=False)
+                self._bar.set_postfix_str(self._postfix(), refresh=False)
+
+    def tick(self, activity: Activity) -> None:
+        self._activity = activity_text(activity)
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
+            self._bar.refresh()
+
+    def _postfix(self) -> str:
+        return "; ".join(filter(None, (counts_text(self._counts), self._activity)))
 
     def file_finished(self, result: FileResult) -> None:
         if self._bar is not None:
@@ -50,7 +82,8 @@ class BarReporter:
 
 
 class LineReporter:
-    """One progress line every 10 seconds on stderr (no terminal: cron mail stays readable)."""
+    """One progress line every 10 seconds on stderr (no terminal: cron mail stays readable), also while
+    no reply arrives, saying how many replies it is waiting for."""
 
     def __init__(self, stream: TextIO, *, every: float = LINE_EVERY_S, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
         self._stream = stream
@@ -60,24 +93,73 @@ class LineReporter:
         self._name = ""
         self._total = 0
         self._started = self._last = 0.0
+        self._activity: Activity | None = None
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
-        self._counts = Counter()
+        self._counts, self._activity = Counter(), None
         self._name, self._total = path.name, to_send
         self._started = self._last = self._clock()
 
     def outcome(self, status: Status) -> None:
         self._counts[status] += 1
+        self._maybe_print()
+
+    def tick(self, activity: Activity) -> None:
+        self._activity = activity
+        self._maybe_print()
+
+    def _maybe_print(self) -> None:
         now = self._clock()
         if now - self._last >= self._every:
             self._last = now
             done = sum(self._counts.values())
             rate = done / max(now - self._started, 1e-9)
+            doing = activity_text(self._activity)
             print(f"batch-dispose: {self._name}: {done}/{self._total} sent ({counts_text(self._counts)}), "
-                  f"{rate:.1f}/s", file=self._stream, flush=True)
+                  f"{rate:.1f}/s{'; ' + doing if doing else ''}", file=self._stream, flush=True)
 
     def file_finished(self, result: FileResult) -> None:
         return None
+
+
+class Watch:
+    """Wraps the reporter of a run, and remembers what the run last said it was doing, so that the CLI's
+    Ctrl-C handler can say what the stop waits for (`stopping_line`)."""
+
+    def __init__(self, reporter, *, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        self._reporter = reporter
+        self._clock = clock
+        self._activity: Activity | None = None
+        self._at = 0.0
+
+    def file_started(self, path: Path, rows: int, to_send: int) -> None:
+        self._activity = None
+        self._reporter.file_started(path, rows, to_send)
+
+    def outcome(self, status: Status) -> None:
+        self._reporter.outcome(status)
+
+    def tick(self, activity: Activity) -> None:
+        self._activity, self._at = activity, self._clock()
+        tick = getattr(self._reporter, "tick", None)
+        if tick is not None:
+            tick(activity)
+
+    def file_finished(self, result: FileResult) -> None:
+        self._activity = None
+        self._reporter.file_finished(result)
+
+    def stopping_line(self) -> str:
+        """`stopping: waiting for 4 replies, at most 28 s; Ctrl-C again to quit at once`."""
+        activity = self._activity
+        if activity is None or not activity.in_flight:
+            return "stopping: no new requests; finishing up (Ctrl-C again to quit at once)"
+        if activity.longest_left_s is None:
+            limit = f"the oldest has waited {activity.oldest_s + self._clock() - self._at:.0f} s"
+        else:
+            limit = f"at most {max(1.0, activity.longest_left_s - (self._clock() - self._at)):.0f} s"
+        return (f"stopping: no new requests; waiting for {_replies(activity.in_flight)}, {limit}; "
+                f"Ctrl-C again to quit at once")
 
 
 def reporter_for(stream: TextIO, *, quiet: bool):  # type: ignore[no-untyped-def]
@@ -115,6 +197,8 @@ STOP_LINES = {
     "or the token file, then run the results workbook again",
     "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
     "run the results workbook again later",
+    "unreachable": "stopped: could not connect to the server (refused, DNS or TLS: the failed rows say which); "
+    "check --subdomain / --base-url and the network, then run the results workbook again",
     "unresponsive": "stopped: the server stopped answering (many requests in a row got no usable reply); "
     "check the unknown rows in Ryng, then run the results workbook again",
     "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .models import CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
-from .pacing import Pacer, RetryBudget, Sleep, backoff
+from .models import Activity, CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
+from .pacing import Clock, Pacer, RetryBudget, Sleep, backoff
 
 UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
 UNKNOWN_STOP_MIN = 3  # consecutive unknown outcomes that stop the run: max(this, concurrency)
 MAX_WAITING = 1000  # rows waiting to retry at once (each is a small task)
 MAX_DEFERRALS = 10  # 429s / 503s with Retry-After waited out per row, besides --retries
+PROGRESS_GRACE_S = 10.0  # deferrals are free while the server gave a real answer within this long
+OUTAGE_S = 15.0  # no real answer for this long while rows are being retried: the server is down
+TICK_S = 0.5  # how often `on_tick` hears what the run is doing, replies or not
 
 
 class Sender(Protocol):
@@ -51,6 +56,17 @@ class SendOptions:
     retries: int = 3
     rate: float | None = None
     seed: int | None = None  # for the jitter; None in real runs
+    ahead: int | None = None  # intents committed ahead of the free slots (None: ahead_for(concurrency))
+
+
+def ahead_for(concurrency: int) -> int:
+    """Rows whose intent is committed before a slot is free for them: half the concurrency, at least 2
+    (enough for the replies that arrive during one commit's fsync, even on a slow disk).
+
+    After a kill -9 the rows with an intent and no outcome are `unknown` (never re-sent without
+    --retry-unknown): at most concurrency + ahead_for(concurrency) of them (12 at the default 8, 24 at 16).
+    """
+    return max(2, concurrency // 2)
 
 
 @dataclass
@@ -62,6 +78,10 @@ class _State:
     waiting: int = 0  # of those, rows sleeping before a retry (they hold no request slot)
     finished: list[tuple[CallRequest, Outcome]] = field(default_factory=list)
     crash: BaseException | None = None  # a bug inside a row's task, re-raised by run()
+    began: float = 0.0  # clock time the run began
+    answered_at: float | None = None  # clock time of the last real answer (anything but "retry later")
+    sending: dict[int, float] = field(default_factory=dict)  # id(row) -> when its current attempt left
+    resuming: dict[int, tuple[float, float]] = field(default_factory=dict)  # id(row) -> (server wait ends, asked)
 
 
 class Runner:
@@ -70,7 +90,8 @@ class Runner:
     def __init__(self, sender: Sender, options: SendOptions, *, journal: Journal | None = None,
                  on_outcome: Callable[[CallRequest, Outcome], None] | None = None,
                  stop: asyncio.Event | None = None, sleep: Sleep = asyncio.sleep,
-                 pacer: Pacer | None = None, budget: RetryBudget | None = None) -> None:
+                 pacer: Pacer | None = None, budget: RetryBudget | None = None,
+                 on_tick: Callable[[Activity], None] | None = None, clock: Clock = time.monotonic) -> None:
         self._sender = sender
         self._options = options
         self._journal = journal or NoJournal()
@@ -84,6 +105,25 @@ class Runner:
         self._wake = asyncio.Event()
         self._halted = asyncio.Event()
         self._slots = asyncio.Semaphore(options.concurrency)
+        self._on_tick = on_tick
+        self._clock = clock
+        self._deadline: float | None = getattr(sender, "deadline_s", None)  # no attempt outlives this
+        self._ahead = options.ahead if options.ahead is not None else ahead_for(options.concurrency)
+        self._ready: deque[CallRequest] = deque()  # intents committed, not started yet
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def activity(self) -> Activity:
+        """What the run is doing now: replies awaited (and the longest they can still take), rows waiting
+        to retry, and the longest wait a server asked for."""
+        state, now = self._state, self._clock()
+        oldest = now - min(state.sending.values()) if state.sending else 0.0
+        left = None if self._deadline is None else (max(0.0, self._deadline - oldest) if state.sending else 0.0)
+        waits = [(until - now, asked) for until, asked in state.resuming.values() if until > now]
+        longest = max(waits, default=(0.0, 0.0))
+        paused = self._pacer.pause_left()  # every start waits out the Retry-After of a burst of 429s
+        if paused > longest[0]:
+            longest = (paused, paused)
+        return Activity(len(state.sending), oldest, left, state.waiting, longest[0], longest[1])
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -104,76 +144,122 @@ class Runner:
     async def run(self, requests: Iterable[CallRequest]) -> StopReason | None:
         """Send every row (or until a stop); every started row is reported exactly once.
 
-        After a 403, new rows start one at a time until a row succeeds again, so a wrong token costs
-        at most the requests already in flight plus the ones that complete the streak of three.
+        Intents are committed a bounded step ahead of the free slots (`SendOptions.ahead` rows), so a slot
+        freed by a reply starts its next row at once instead of waiting for a commit. After a 403, new rows
+        start one at a time until a row succeeds again, so a wrong token costs at most the requests already
+        in flight plus the ones that complete the streak of three.
         """
         state, source = self._state, iter(requests)
-        tasks: set[asyncio.Task[None]] = set()
         exhausted = False
+        state.began = self._clock()
         stop_watch = asyncio.ensure_future(self._watch_stop())
+        ticker = asyncio.ensure_future(self._tick()) if self._on_tick is not None else None
+        ready = self._ready
         try:
             while True:
                 self._wake.clear()  # anything that happens from here on (even during the commit) wakes us
+                self._fill()
                 starting: list[CallRequest] = []
                 while (not exhausted and not self._stopping() and state.waiting < MAX_WAITING
-                       and state.active - state.waiting + len(starting) < self._options.concurrency
-                       and (state.unauthorized_streak == 0 or (not state.active and not starting))):
+                       and len(ready) + len(starting) < self._wanted()):
                     call = next(source, None)
                     if call is None:
                         exhausted = True
                     else:
                         starting.append(call)
+                if ready and self._stopping():  # committed as starting, never sent: they end pending
+                    state.finished += [(call, _pending(0, state.stop_reason)) for call in ready]
+                    ready.clear()
                 finished, state.finished = state.finished, []
                 if finished or starting:  # outcomes that arrive meanwhile wait for the next commit
                     await self._journal.commit(finished, starting)
                 for call, outcome in finished:
                     self._on_outcome(call, outcome)
-                state.active += len(starting)
-                for call in starting:
-                    task = asyncio.ensure_future(self._settle(call))
-                    tasks.add(task)
-                    task.add_done_callback(self._task_done(tasks))
+                ready.extend(starting)
+                self._fill()
                 if state.crash is not None:
                     raise state.crash
-                if not state.active and not state.finished and (exhausted or self._stopping()):
+                if not state.active and not state.finished and not ready and (exhausted or self._stopping()):
                     return state.stop_reason
                 if not state.finished:
                     await self._wake.wait()
         finally:
             stop_watch.cancel()
-            for task in tasks:
+            if ticker is not None:
+                ticker.cancel()
+            for task in self._tasks:
                 task.cancel()
 
-    def _task_done(self, tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-        def done(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            self._wake.set()
-            if not task.cancelled() and task.exception() is not None:
-                self._state.crash = task.exception()  # a bug: run() raises it
-        return done
+    def _free(self) -> int:
+        """Request slots free for a new row (rows sleeping before a retry hold none)."""
+        state = self._state
+        return self._options.concurrency - (state.active - state.waiting)
+
+    def _wanted(self) -> int:
+        """How many committed-but-unstarted rows to hold: the free slots plus `ahead`; after a 403, one at a time."""
+        state = self._state
+        if state.unauthorized_streak:
+            return 1 if not state.active else 0
+        return max(0, self._free()) + self._ahead
+
+    def _fill(self) -> None:
+        """Start committed rows while slots are free (called by the loop and by every row that ends)."""
+        ready, state = self._ready, self._state
+        while (ready and self._free() > 0 and state.waiting < MAX_WAITING
+               and (state.unauthorized_streak == 0 or not state.active)):
+            if self._stopping():
+                return
+            call = ready.popleft()
+            state.active += 1
+            task = asyncio.ensure_future(self._settle(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            self._state.crash = task.exception()  # a bug: run() raises it
 
     async def _watch_stop(self) -> None:
         await self._stop.wait()
         self._halt(StopReason.INTERRUPTED)
+        if self._on_tick is not None:  # what the stop waits for, at once
+            self._on_tick(self.activity())
+
+    async def _tick(self) -> None:
+        """Tell `on_tick` what the run is doing every TICK_S, even while no reply arrives."""
+        assert self._on_tick is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._on_tick(self.activity())
 
     async def _settle(self, call: CallRequest) -> None:
         """All attempts of one row, ending in exactly one recorded outcome.
 
         A failed attempt that provably did not take effect (could not connect, 503) is retried up to
-        --retries times. An answer that says when to come back (429, or 503 with Retry-After) is the
-        server deferring the request: it is waited out without using up --retries, up to
-        MAX_DEFERRALS times. Every retry of either kind is paid from the run-wide budget.
+        --retries times, each retry paid from the run-wide budget. An answer that says when to come back
+        (429, or 503 with Retry-After) is the server deferring the request: it is waited out without using
+        up --retries, up to MAX_DEFERRALS times, and costs the budget nothing while the server keeps giving
+        real answers to other rows (a rate-limited server is slow, not down). Only when no real answer came
+        for PROGRESS_GRACE_S are deferrals paid too; after OUTAGE_S without one, the run stops.
         """
-        state, attempts, failures, deferrals = self._state, 0, 0, 0
+        state, attempts, failures, deferrals, key = self._state, 0, 0, 0, id(call)
         while True:
             attempts += 1
             async with self._slots:
-                await self._pacer.wait()
+                await self._paced()
                 if self._stopping():  # stopped while this row waited for its turn: it is not sent
                     return self._record(call, _pending(attempts - 1, self._state.stop_reason))
-                verdict = await self._sender.attempt(call)
+                state.sending[key] = self._clock()
+                try:
+                    verdict = await self._sender.attempt(call)
+                finally:
+                    del state.sending[key]
             self._pacer.answered(verdict.http_status == 429, verdict.retry_after)
             if not verdict.retry:
+                if verdict.http_status is not None:
+                    state.answered_at = self._clock()
                 if verdict.status is Status.DISPOSED and attempts == 1:
                     self._budget.refund()
                 self._note_streaks(verdict.status)
@@ -184,18 +270,49 @@ class Runner:
             if failures > self._options.retries or deferrals > MAX_DEFERRALS:
                 return self._record(call, _outcome(verdict, attempts, f" (gave up after {_attempts(attempts)})"))
             if self._stopping():
-                return self._record(call, _pending(attempts, self._state.stop_reason))
-            if not self._budget.take():
-                self._halt(StopReason.UNAVAILABLE)
-                return self._record(call, _pending(attempts, StopReason.UNAVAILABLE))
+                return self._record(call, _pending(attempts, self._state.stop_reason, verdict))
+            if not self._may_retry(deferred):
+                reason = StopReason.UNREACHABLE if verdict.http_status is None else StopReason.UNAVAILABLE
+                self._halt(reason)
+                return self._record(call, _pending(attempts, reason, verdict))
+            wait = backoff(failures + deferrals, self._rng, verdict.retry_after)
+            if verdict.retry_after is not None:
+                state.resuming[key] = (self._clock() + wait, verdict.retry_after)
             state.waiting += 1
-            self._wake.set()  # a waiting row frees its place for another
+            self._fill()  # a waiting row frees its place for another
+            self._wake.set()
             try:
-                interrupted = await self._pause(backoff(failures + deferrals, self._rng, verdict.retry_after))
+                interrupted = await self._pause(wait)
             finally:
                 state.waiting -= 1
+                state.resuming.pop(key, None)
             if interrupted:
-                return self._record(call, _pending(attempts, self._state.stop_reason))
+                return self._record(call, _pending(attempts, self._state.stop_reason, verdict))
+
+    def _may_retry(self, deferred: bool) -> bool:
+        """Whether the run can afford one more retry (see `_settle`)."""
+        state, now = self._state, self._clock()
+        quiet = now - (state.answered_at if state.answered_at is not None else state.began)
+        if quiet >= OUTAGE_S:
+            return False
+        if deferred and state.answered_at is not None and now - state.answered_at < PROGRESS_GRACE_S:
+            return True
+        return self._budget.take()
+
+    async def _paced(self) -> None:
+        """Wait for the pacer's go, or until the run starts stopping (a slow pacer must not hold the stop)."""
+        if self._pacer.limit is None and not self._pacer.paused():
+            return await self._pacer.wait()  # the hot path: no limit, nothing to wait for
+        if self._stopping():
+            return None
+        pacer = asyncio.ensure_future(self._pacer.wait())
+        stopper = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait({pacer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pacer.cancel()
+            stopper.cancel()
+        return None
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep before a retry; True if the run began stopping meanwhile."""
@@ -226,13 +343,16 @@ class Runner:
         this outcome and the intent of the row that takes its place."""
         self._state.finished.append((call, outcome))
         self._state.active -= 1
+        self._fill()  # its slot goes at once to a row whose intent is already committed
         self._wake.set()
 
 
 STOP_MESSAGES = {
     StopReason.UNAUTHORIZED: "not sent: the run stopped after the server rejected the token 3 times in a row",
     StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
-    "(it kept asking us to retry); safe to re-run",
+    "(it kept asking us to retry, and served nothing meanwhile); safe to re-run",
+    StopReason.UNREACHABLE: "not sent: the run stopped because the server could not be reached "
+    "(connections failed: refused, DNS or TLS; the failed rows say which); safe to re-run",
     StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering "
     "(many requests in a row got no usable reply); safe to re-run",
     StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
@@ -244,10 +364,11 @@ def _outcome(verdict: Verdict, attempts: int, suffix: str = "") -> Outcome:
     return Outcome(verdict.status, verdict.message + suffix, verdict.http_status, attempts, iso(utc_now()))
 
 
-def _pending(attempts: int, reason: StopReason | None) -> Outcome:
+def _pending(attempts: int, reason: StopReason | None, last: Verdict | None = None) -> Outcome:
     message = STOP_MESSAGES[reason or StopReason.INTERRUPTED]
     if attempts:
-        message += f" ({_attempts(attempts)} answered 'busy, retry later')"
+        what = "could not connect" if last is not None and last.http_status is None else "answered 'busy, retry later'"
+        message += f" ({_attempts(attempts)} {what})"
     return Outcome(Status.PENDING, message, None, attempts, iso(utc_now()))
 
 

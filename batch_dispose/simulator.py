@@ -29,7 +29,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from types import TracebackType
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from aiohttp import web
 
@@ -55,7 +55,7 @@ _API_BODIES = {
 _ALREADY_ENDED_BODY = b'{"error": true, "message": "Call already ended."}'
 _NOT_FOUND_BODY = b'{"error": true, "message": "Not found"}'
 
-Action = int | str  # an HTTP status, one of _SIMPLE_ACTIONS, or "slow:SECONDS"
+Action = int | str  # an HTTP status, one of _SIMPLE_ACTIONS, "slow:SECONDS" or "echo:STATUS"
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -75,9 +75,12 @@ def _check_action(action: object, where: str) -> None:
         with suppress(ValueError):
             if 0 <= float(action[5:]) < math.inf:
                 return None
+    elif action.startswith("echo:") and action[5:].isdigit() and action[5:].isascii():
+        return _check_status(int(action[5:]), where)
     elif action in _SIMPLE_ACTIONS:
         return None
-    raise ValueError(f"{where}: unknown action {action!r} (a status, {', '.join(sorted(_SIMPLE_ACTIONS))} or slow:S)")
+    raise ValueError(f"{where}: unknown action {action!r} (a status, {', '.join(sorted(_SIMPLE_ACTIONS))}, "
+                     f"slow:S or echo:STATUS)")
 
 
 def _check_mix(mix: Mapping[int, float]) -> None:
@@ -100,6 +103,7 @@ class SimConfig:
     status_mix: Mapping[int, float] = field(default_factory=dict)  # e.g. {429: .05, 503: .02}
     retry_after: str | None = "1"  # Retry-After sent with every 429 and 503 (None: no header)
     rate_limit: int | None = None  # 429 once this many requests were accepted within the last 1.0 s
+    rate_limit_counts_rejected: bool = False  # the 429s count too (as many gateways do): every excess costs
     hang_rate: float = 0.0  # fraction read and never answered (until the server stops)
     reset_rate: float = 0.0  # fraction whose connection is reset (TCP RST) once read, no response
     html_rate: float = 0.0  # fraction answered 502 with an HTML page, like a gateway
@@ -189,6 +193,21 @@ def _status_response(code: int, retry_after: str | None) -> web.Response:
     if body is None:
         body = _error_body(next((s.phrase for s in HTTPStatus if s.value == code), "Error"))
     return _json_response(code, body, retry_after)
+
+
+def _echo_response(code: int, token: str) -> web.Response:
+    """A hostile answer echoing the token it was sent, in every encoding servers use, with terminal escapes:
+    in the reason phrase, in a PHP-style JSON message (`\\/` and `\\u` escapes), percent-encoded in a URL
+    (also the Location header) and HTML-escaped."""
+    php = token.replace("/", "\\/")
+    escaped = "".join(f"\\u{ord(ch):04x}" for ch in token)
+    url = "https://login.example/?t=" + quote(token, safe="")
+    entities = "".join(f"&#{ord(ch)};" for ch in token)
+    message = (f"token {php} or {escaped} at {url} ({entities}) "
+               f"\\u001b[31mred\\u001b[0m \\u001b]0;pwned\\u0007 \\u001b[2J\\r")
+    body = ('{"error": ' + ("false" if code == 200 else "true") + ', "message": "' + message + '"}').encode()
+    headers = {**_JSON, "Location": url} if 300 <= code < 400 else _JSON
+    return web.Response(status=code, reason=f"Echo {token}", body=body, headers=headers)
 
 
 def _route_call_id(method: str, path: str) -> str | None:
@@ -367,6 +386,8 @@ class _Simulator:
         while accepted and accepted[0] <= now - _WINDOW_S:
             accepted.popleft()
         if len(accepted) >= limit:
+            if self.config.rate_limit_counts_rejected:
+                accepted.append(now)
             return True
         accepted.append(now)
         return False
@@ -379,6 +400,11 @@ class _Simulator:
         if action.startswith("slow:"):
             await asyncio.sleep(float(action[5:]))
             return self._dispose(record)
+        if action.startswith("echo:"):
+            code = int(action[5:])
+            if code == 200:
+                self.stats.disposed[record.call_id] += 1
+            return self._finish(record, action, _echo_response(code, record.headers.get("x-access-token", "")))
         if action == "html":
             return self._finish(record, action, web.Response(status=502, body=_GATEWAY_PAGE, headers=_HTML))
         if action == "html200":

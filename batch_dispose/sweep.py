@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 SETTLE_S = 10.0  # a file changed more recently than this may still be being written
-STOPPING = (StopReason.UNAUTHORIZED, StopReason.UNAVAILABLE, StopReason.UNRESPONSIVE, StopReason.INTERRUPTED)
+STOPPING = (StopReason.UNAUTHORIZED, StopReason.UNAVAILABLE, StopReason.UNREACHABLE, StopReason.UNRESPONSIVE,
+            StopReason.INTERRUPTED)
 
 
 @dataclass

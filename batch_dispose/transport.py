@@ -22,6 +22,7 @@ any other ClientError / OSError                ReadError                 sent, e
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UntrustedCertificate(_text(exc)) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(_text(exc)) from exc
+            raise httpx.ConnectError(f"{_connect_cause(exc.os_error)}: {_text(exc)}") from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(_text(exc)) from exc
         except aiohttp.ServerTimeoutError as exc:
@@ -149,6 +150,19 @@ async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
         if size >= MAX_BODY:
             break
     return b"".join(chunks)[:MAX_BODY]
+
+
+def _connect_cause(error: OSError) -> str:
+    """Why a connection could not be made, in words (refused, DNS, TLS, timeout)."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return "the host name could not be resolved (DNS)"
+    if isinstance(error, ssl.SSLError):
+        return "the TLS handshake failed"
+    if isinstance(error, TimeoutError):
+        return "connecting timed out"
+    return error.strerror or type(error).__name__
 
 
 def _text(exc: BaseException) -> str:

@@ -68,6 +68,7 @@ def end_to_end(args: argparse.Namespace, folder: Path, csv_path: Path) -> dict[s
                         str(args.concurrency), "--json", "--quiet", "--reports-dir", str(folder / "reports-e2e")],
                        env=tool_env(), cwd=folder)
         seq, _ = worker("sequential", server.url, csv_path, args.concurrency, limit=args.seq_rows)
+        bare, _ = worker("aiohttp", server.url, csv_path, args.concurrency)  # the same latency, no tool
     finally:
         stats = server.stop()
     if done.returncode not in (0, 1):
@@ -80,6 +81,9 @@ def end_to_end(args: argparse.Namespace, folder: Path, csv_path: Path) -> dict[s
         ["batch-dispose run (process start to exit)", args.rows, done.wall_s, tool_rate, 100 * tool_rate / ideal,
          1000 * done.cpu_s / args.rows, done.peak_rss_mb,
          f"{disposed} disposed; its own duration_s {result['duration_s']:.2f}"],
+        ["raw aiohttp (sending only)", bare["rows"], bare["seconds"], bare["rows"] / bare["seconds"],
+         100 * bare["rows"] / bare["seconds"] / ideal, 1000 * bare["cpu_s"] / bare["rows"], "",
+         "what the machine allows at this latency today"],
         ["sequential httpx.Client loop", seq["rows"], seq["seconds"], seq_rate, 100 * seq_rate / ideal,
          1000 * seq["cpu_s"] / seq["rows"], "", f"first {seq['rows']} rows; {seq['errors']} errors"],
     ], title=f"Targets 1 and 3: latency {args.latency_ms:g} ms, concurrency {args.concurrency}, "
@@ -89,7 +93,7 @@ def end_to_end(args: argparse.Namespace, folder: Path, csv_path: Path) -> dict[s
     if disposed != args.rows:
         print(f"WARNING: only {disposed} of {args.rows} rows were disposed: {result['counts']}")
     return {"t1": tool_rate / ideal, "t1_rate": tool_rate, "ideal": ideal, "t3": tool_rate / seq_rate,
-            "seq_rate": seq_rate}
+            "seq_rate": seq_rate, "bare50": bare["rows"] / bare["seconds"] / ideal}
 
 
 def overhead(args: argparse.Namespace, folder: Path, csv_path: Path) -> dict[str, float]:
@@ -171,16 +175,22 @@ def main() -> None:
             return
         one = end_to_end(args, folder, csv_path)
         two = overhead(args, folder, csv_path)
+    from batch_dispose.runner import ahead_for
+
     table(["target", "figure", "goal", ""], [
-        ["1 end to end at 50 ms", f"{one['t1_rate']:.0f} rows/s = {100 * one['t1']:.1f}% of {one['ideal']:.0f}",
-         ">= 90%", verdict(one["t1"] >= 0.9)],
+        ["1 end to end at 50 ms", f"{one['t1_rate']:.0f} rows/s = {100 * one['t1']:.1f}% of {one['ideal']:.0f} "
+         f"(raw aiohttp, sending only: {100 * one['bare50']:.1f}%)", ">= 94% (issue 11; 90% with margin)",
+         verdict(one["t1"] >= 0.94)],
         ["2 sending phase vs ceiling", f"{two['tool_rate']:,.0f} / {two['ceiling']:,.0f} rows/s = "
-         f"{100 * two['t2_share']:.0f}%", ">= 60%", verdict(two["t2_share"] >= 0.6)],
+         f"{100 * two['t2_share']:.0f}%", ">= 75%", verdict(two["t2_share"] >= 0.75)],
         ["2 sending phase vs httpx.AsyncClient", f"{two['t2_vs_httpx']:.2f}x", ">= 2x",
          verdict(two["t2_vs_httpx"] >= 2)],
         ["3 vs sequential httpx.Client", f"{one['t3']:.1f}x ({one['seq_rate']:.1f} rows/s sequential)", ">= 15x",
          verdict(one["t3"] >= 15)],
     ], title="Summary")
+    print(f"crash guarantee at concurrency {args.concurrency}: after a kill -9, at most "
+          f"{args.concurrency + ahead_for(args.concurrency)} rows are unknown (concurrency + "
+          f"{ahead_for(args.concurrency)} committed ahead)")
 
 
 if __name__ == "__main__":

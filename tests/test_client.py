@@ -305,6 +305,8 @@ def test_token_is_never_in_reprs() -> None:
     ({"base_url": "http://localhost:8080/"}, "http://localhost:8080"),
     ({"base_url": "http://[::1]:8080"}, "http://[::1]:8080"),
     ({"base_url": "http://127.0.0.1:9/proxy/ryng/"}, "http://127.0.0.1:9/proxy/ryng"),
+    ({"base_url": "https://xn--bcher-kva.example"}, "https://xn--bcher-kva.example"),
+    ({"base_url": "https://acme.ryng.in:8443"}, "https://acme.ryng.in:8443"),
 ])
 def test_base_url_for_accepts(kwargs: dict[str, str], url: str) -> None:
     """--subdomain NAME means https://NAME.ryng.in; a --base-url is kept (plain http only on loopback)."""
@@ -325,6 +327,13 @@ def test_base_url_for_accepts(kwargs: dict[str, str], url: str) -> None:
     ({"base_url": "https://user:pw@acme.ryng.in"}, "must not hold a user name"),
     ({"base_url": "https://acme.ryng.in/?x=1"}, "must not hold a user name, query"),
     ({"subdomain": "acme", "base_url": "https://acme.ryng.in"}, "not both"),
+    ({"base_url": "https://xn--zz.example"}, "is not a URL"),
+    ({"base_url": "https://xn--a.ryng.in"}, "is not a URL"),
+    ({"base_url": "https://acme.ryng.in:99999"}, "is not a port"),
+    ({"base_url": "https://acme.ryng.in:0"}, "is not a port"),
+    ({"base_url": "https://exa mple.com"}, "not a valid host name"),
+    ({"base_url": "https://-acme.ryng.in"}, "not a valid host name"),
+    ({"base_url": "https://acme..ryng.in"}, "not a valid host name"),
     ({}, "Say which Ryng account"),
 ])
 def test_base_url_for_refuses(kwargs: dict[str, str], fragment: str) -> None:

@@ -18,7 +18,6 @@ CLASSIFICATION = [
     ("gone404", [404], "failed", 1, "refused the request (404"),
     ("busy429", [429, 200], "disposed", 2, "Call disposed"),
     ("down503", [503, 503, 200], "disposed", 3, "Call disposed"),
-    ("always503", [503] * 12, "failed", 11, "gave up after 11 attempts"),  # Retry-After: waited out 10 times
     ("gateway502", [502, 200], "unknown", 1, "--retry-unknown"),
     ("timeout504", [504, 200], "unknown", 1, "504"),
     ("html", ["html", 200], "unknown", 1, "Bad Gateway"),
@@ -98,7 +97,7 @@ def test_a_steady_minority_of_503_and_429_is_ridden_through_in_parallel(cli, sim
     assert set(sim.stats.disposed.values()) == {1} and len(sim.stats.disposed) == rows
     retries = sim.stats.route_requests - rows
     assert retries >= 40
-    assert faulty_s < clean_s + 4.0, f"{faulty_s:.1f}s vs {clean_s:.1f}s clean: waits were not overlapped"
+    assert faulty_s < clean_s + 6.0, f"{faulty_s:.1f}s vs {clean_s:.1f}s clean: waits were not overlapped"
     assert faulty_s < retries * 1.0 / 8  # far less than the waits spread over the slots
 
 
@@ -120,17 +119,62 @@ def test_a_server_down_stops_within_the_budget_rest_pending(cli, simulator, tmp_
 
 
 def test_rate_limit_is_never_exceeded_as_the_server_counts(cli, simulator, tmp_path: Path) -> None:
-    """--rate 20: no one-second window on the server holds more than 20 requests, and throughput is
-    within 10% of 20/s."""
-    rows = 80
+    """--rate 20: no one-second window on the server holds more than 20 requests (how fast is bench/'s job)."""
+    rows = 60
     sim = simulator()
     source = write_csv(tmp_path / "calls.csv", rows_of(rows))
     result = cli("run", source, "--base-url", sim.base_url, "--rate", "20", "--json")
     assert result.code == 0
     assert sim.stats.max_per_second <= 20
-    arrivals = sim.stats.arrivals
-    per_second = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 18 <= per_second <= 20
+
+
+@pytest.mark.parametrize(("limit", "retry_after", "concurrency", "strict"),
+                         [(10, "1", 8, False), (5, None, 16, False), (10, "1", 16, True)],
+                         ids=["10-per-s-retry-after-1-c8", "5-per-s-no-retry-after-c16", "10-per-s-429s-count-c16"])
+def test_a_rate_limited_server_is_ridden_out_to_the_last_row(cli, simulator, tmp_path: Path, limit: int,
+                                                             retry_after: str | None, concurrency: int,
+                                                             strict: bool) -> None:
+    """A server that answers 429 above N requests/s (even one counting the 429s against the limit) is slow,
+    not down: every row ends disposed, once, exit 0, in at most 1.5 x rows/N + 5 s."""
+    rows = 6 * limit
+    sim = simulator(rate_limit=limit, retry_after=retry_after, rate_limit_counts_rejected=strict)
+    source = write_csv(tmp_path / "calls.csv", rows_of(rows))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--concurrency", concurrency, "--json")
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.err
+    assert result.json()["counts"]["disposed"] == rows
+    assert set(sim.stats.disposed.values()) == {1} and len(sim.stats.disposed) == rows
+    assert elapsed <= 1.5 * rows / limit + 5
+
+
+def test_a_server_that_only_says_429_stops_as_unavailable(cli, simulator, tmp_path: Path) -> None:
+    """429 to everything, never a success: the run stops in bounded time, the rest pending, saying the
+    server looks unavailable."""
+    sim = simulator(status_mix={429: 1.0}, retry_after="1")
+    source = write_csv(tmp_path / "calls.csv", rows_of(300))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert time.monotonic() - started < 20
+    assert result.code == 1 and result.json()["counts"]["disposed"] == 0
+    assert "server looks unavailable" in result.err
+    assert sim.stats.route_requests < 300
+
+
+def test_refused_connections_stop_the_run_saying_it_could_not_connect(cli, tmp_path: Path) -> None:
+    """Nothing listening: the run stops soon, and says it could not connect (not that the server was busy)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = write_csv(tmp_path / "calls.csv", rows_of(300))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", f"http://127.0.0.1:{port}", "--json")
+    assert time.monotonic() - started < 20
+    assert result.code == 1 and result.json()["counts"]["pending"] > 0
+    assert "could not connect" in result.err and "refused" in result.err
+    assert "busy" not in result.err
 
 
 def test_server_side_rate_limit_is_met_by_slowing_down(cli, simulator, tmp_path: Path) -> None:
@@ -183,3 +227,14 @@ def test_unknown_is_never_resent_automatically_and_retry_unknown_says_so(cli, si
     assert third.code == 0 and sim.stats.received["1001"] == 2
     _, records, _ = read_results(Path(third.json()["results"]))
     assert records[1]["status"] == "disposed" and "re-sent with --retry-unknown" in records[1]["message"]
+
+
+@pytest.mark.parametrize("value", ["²", "-1", "1.5", "soon", "99999999999999999999"])
+def test_a_malformed_retry_after_falls_back_to_the_backoff(cli, simulator, tmp_path: Path, value: str) -> None:
+    """`Retry-After: ²` (or negative, decimal, garbage, absurd) is no Retry-After: the row backs off and is sent."""
+    sim = simulator(scripts={"1000": [429, 200]}, retry_after=value)
+    source = write_csv(tmp_path / "calls.csv", rows_of(1))
+    started = time.monotonic()
+    result = cli("run", source, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert sim.stats.received["1000"] == 2 and time.monotonic() - started < 10

@@ -186,7 +186,7 @@ def test_without_rate_a_burst_sets_a_limit_pauses_and_recovery_lifts_it() -> Non
     paused_at = time.now
     starts = start_times(pacer, time, 40, waiters=4)
     assert starts[0] >= paused_at + 2.0 - 0.011, "no start during the Retry-After pause"
-    assert busiest_window(starts) <= int(pacer.limit)
+    assert busiest_window(starts) <= round(pacer.limit)  # a learned limit is an estimate: rounded, not floored
     windows = 0
     while pacer.limit is not None:
         time.now += WINDOW_S
@@ -251,13 +251,21 @@ def test_backoff_is_full_jitter_within_exponential_cap(attempt: int, ceiling: fl
     assert max(waits) > 0.9 * ceiling and min(waits) < 0.1 * ceiling, "full jitter spans the whole range"
 
 
-@pytest.mark.parametrize(("retry_after", "wait"), [(0.0, 0.0), (7.0, 7.0), (60.0, 60.0), (120.0, 60.0),
-                                                   (86_400.0, 60.0), (-3.0, 0.0)])
+@pytest.mark.parametrize(("retry_after", "wait"), [(7.0, 7.0), (60.0, 60.0), (120.0, 60.0), (86_400.0, 60.0)])
 def test_backoff_honours_retry_after_up_to_60_s(retry_after: float, wait: float) -> None:
-    """A server's Retry-After is waited exactly, capped at 60 s, whatever the attempt number."""
+    """A server's Retry-After above the backoff is waited exactly, capped at 60 s."""
     assert RETRY_AFTER_CAP_S == 60
     assert backoff(1, random.Random(1), retry_after) == wait
-    assert backoff(9, random.Random(1), retry_after) == wait
+    assert backoff(5, random.Random(1), retry_after) == wait
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -3.0, 0.1])
+def test_a_retry_after_below_the_backoff_is_raised_to_it(retry_after: float) -> None:
+    """`Retry-After: 0` (or less than the backoff) waits the normal backoff, which grows with each attempt."""
+    for attempt in (1, 4, 8):
+        rng, same = random.Random(attempt), random.Random(attempt)
+        assert backoff(attempt, rng, retry_after) == max(retry_after, backoff(attempt, same))
+    assert sum(backoff(attempt, random.Random(3), retry_after) for attempt in range(1, 12)) > 10
 
 
 NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -276,6 +284,12 @@ NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
         ("soon", None),
         ("1.5", None),
         ("-5", None),
+        ("²", None),
+        ("1²", None),
+        ("٣", None),
+        ("+5", None),
+        ("9999999999999999999999", None),
+        ("86400", 86400.0),
         ("", None),
         (None, None),
         ("Wed, 99 Foo 2026 25:61:61 GMT", None),
@@ -284,3 +298,22 @@ NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     """Retry-After in seconds or as an HTTP date becomes seconds to wait (a past date: 0); garbage is None."""
     assert parse_retry_after(value, now=NOW) == seconds
+
+
+def test_the_limit_settles_at_what_the_server_served_and_probes_above_it_slowly() -> None:
+    """A burst while the server served 10/s sets the limit just under 10; clean windows bring it back to 10
+    quickly, and above it only by 1% a window (a limiter counting rejected requests punishes each probe)."""
+    time = FakeTime()
+    pacer = Pacer(None, clock=time.clock, sleep=time.sleep)
+    start_times(pacer, time, 40)  # sent as fast as it could
+    for n in range(40):  # one window: 10 served, then 30 answered 429
+        time.now += 0.02
+        pacer.answered(n >= 10, 1.0 if n >= 10 else None)
+    assert pacer.limit == pytest.approx(10 / WINDOW_S * 0.95, rel=0.01)
+    seen = []
+    for _ in range(10):
+        time.now += WINDOW_S
+        answer(pacer, time, throttled=0, total=10, spread=0.01)
+        seen.append(pacer.limit)
+    assert seen[0] == pytest.approx(10 / WINDOW_S, rel=0.01), "back to the served rate at once"
+    assert seen[-1] < 10 / WINDOW_S * 1.11, "above it, 1% a window"

@@ -250,8 +250,9 @@ def test_deferrals_are_waited_out_without_using_up_retries(retries: int, answer:
     outcome = result.outcomes["C0"]
     assert sender.attempts["C0"] == outcome.attempts == MAX_DEFERRALS + 1
     assert outcome.status is Status.FAILED and f"gave up after {MAX_DEFERRALS + 1} attempts" in outcome.message
+    assert len(sleeps.delays) == MAX_DEFERRALS
     if answer.retry_after is not None:
-        assert sleeps.delays == [answer.retry_after] * MAX_DEFERRALS
+        assert all(answer.retry_after <= delay <= 60 for delay in sleeps.delays)
 
 
 def test_a_deferral_then_failures_counts_only_the_failures() -> None:
@@ -273,14 +274,23 @@ def test_non_retry_verdicts_are_sent_once(answer: Verdict) -> None:
     assert sleeps.delays == []
 
 
-@pytest.mark.parametrize(("retry_after", "waited"), [(0.0, 0.0), (7.0, 7.0), (59.5, 59.5), (120.0, 60.0)])
+@pytest.mark.parametrize(("retry_after", "waited"), [(7.0, 7.0), (59.5, 59.5), (120.0, 60.0), (86_400.0, 60.0)])
 def test_retry_after_is_honoured(retry_after: float, waited: float) -> None:
-    """A 429 with Retry-After waits exactly that long (at most 60 s) before the next attempt."""
+    """A 429 with Retry-After waits that long, but at most 60 s, before the next attempt."""
     sleeps = Sleeps()
     sender = FakeSender({"C0": [busy(retry_after), busy(retry_after), OK]})
     result = run(sender, rows(1), sleep=sleeps)
     assert sleeps.delays == [waited, waited]
     assert result.outcomes["C0"].status is Status.DISPOSED
+
+
+def test_retry_after_zero_still_backs_off() -> None:
+    """`Retry-After: 0` is not a licence to hammer: the row backs off as it would without the header."""
+    sleeps = Sleeps()
+    sender = FakeSender(lambda call, attempt: busy(0.0) if attempt <= 6 else OK)
+    result = run(sender, rows(1), sleep=sleeps)
+    assert result.outcomes["C0"].status is Status.DISPOSED
+    assert len(sleeps.delays) == 6 and sum(sleeps.delays) > 2.0, "later waits grow as the backoff does"
 
 
 # --- the retry budget ------------------------------------------------------------------------
@@ -344,7 +354,9 @@ def test_403s_stop_a_concurrent_run_early() -> None:
     result = run(sender, rows(500), concurrency=8)
     assert result.reason is StopReason.UNAUTHORIZED
     assert len(sender.attempts) <= 2 * 8
-    assert result.statuses() == {Status.UNAUTHORIZED: len(sender.attempts)}
+    assert result.statuses()[Status.UNAUTHORIZED] == len(sender.attempts)
+    unsent = [outcome for call_id, outcome in result.reported if call_id not in sender.attempts]
+    assert all(o.status is Status.PENDING and o.attempts == 0 for o in unsent), "committed ahead, never sent"
 
 
 @pytest.mark.parametrize("pattern", [
@@ -392,7 +404,10 @@ def test_stop_event_interrupts_gracefully() -> None:
     assert all("interrupted" in outcomes[call_id].message and outcomes[call_id].attempts == 1 for call_id in retrying)
     assert {call_id: outcomes[call_id].status for call_id in blocked} == dict.fromkeys(blocked, Status.DISPOSED)
     assert set(sender.attempts) == retrying | set(blocked)
-    assert len(result.reported) == len(retrying) + concurrency
+    sent = [call_id for call_id, outcome in result.reported if outcome.attempts]
+    assert len(sent) == len(retrying) + concurrency
+    ahead = [outcome for call_id, outcome in result.reported if call_id not in sender.attempts]
+    assert all(o.status is Status.PENDING and o.attempts == 0 for o in ahead), "committed ahead, never sent"
 
 
 def test_retry_answer_after_stop_is_pending_not_retried() -> None:
@@ -408,7 +423,8 @@ def test_retry_answer_after_stop_is_pending_not_retried() -> None:
     result = run(sender, rows(10), concurrency=1, stop=stop, sleep=sleeps)
     assert result.reason is StopReason.INTERRUPTED
     assert sender.attempts == {"C0": 1}
-    assert [(c, o.status, o.attempts) for c, o in result.reported] == [("C0", Status.PENDING, 1)]
+    assert [(c, o.status, o.attempts) for c, o in result.reported if o.attempts] == [("C0", Status.PENDING, 1)]
+    assert {o.status for _, o in result.reported} == {Status.PENDING}
     assert "interrupted" in result.outcomes["C0"].message
 
 
@@ -501,3 +517,58 @@ def test_an_empty_input_finishes_at_once() -> None:
     sender = FakeSender()
     result = run(sender, [])
     assert (result.reason, result.reported, sender.total) == (None, [], 0)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8, 16])
+def test_rows_at_risk_from_a_kill_are_at_most_concurrency_plus_ahead(concurrency: int) -> None:
+    """At every commit, rows with an intent and no outcome (unknown after a kill -9) are at most
+    concurrency + ahead_for(concurrency): the crash guarantee, stated as a number."""
+    from batch_dispose.runner import ahead_for
+
+    class Counting(RecordingJournal):
+        peak = 0
+
+        async def commit(self, finished: Sequence[tuple[CallRequest, Outcome]],
+                         starting: Sequence[CallRequest]) -> None:
+            await super().commit(finished, starting)
+            Counting.peak = max(Counting.peak, len(self.started) - len(self.finished))
+            await asyncio.sleep(0)  # replies arrive while a commit is being made
+
+    journal = Counting()
+    sender = FakeSender(ticks=3, journal=journal)
+    result = run(sender, rows(2_000), concurrency=concurrency, journal=journal)
+    assert result.statuses() == {Status.DISPOSED: 2_000}
+    assert Counting.peak <= concurrency + ahead_for(concurrency)
+    assert sender.max_in_flight == concurrency
+
+
+def test_activity_says_what_the_run_waits_for() -> None:
+    """Runner.activity() counts the requests in flight, the rows waiting to retry and the server's asked wait."""
+    seen = []
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        class Holding(FakeSender):
+            async def attempt(self, call: CallRequest) -> Verdict:
+                self.attempts[call.call_id] += 1
+                if call.call_id == "C0":
+                    return busy(30.0)
+                await release.wait()
+                return OK
+
+        sleeps, stop = Sleeps(), asyncio.Event()
+        runner = Runner(Holding(), SendOptions(concurrency=3, seed=1), sleep=sleep_forever, pacer=sleeps.pacer(),
+                        stop=stop)
+        task = asyncio.ensure_future(runner.run(rows(3)))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        seen.append(runner.activity())
+        release.set()
+        stop.set()  # as Ctrl-C does
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    activity = seen[0]
+    assert activity.in_flight == 2 and activity.waiting == 1
+    assert 29 <= activity.server_wait_s <= 30 and activity.server_asked_s == 30.0
