@@ -44,7 +44,9 @@ def run_demo(*, reports_dir: Path, out: TextIO, err: TextIO) -> int:
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
         print(f"demo: Ryng simulator on {sim.base_url} ({', '.join(sorted(FAILING_CALLS))} set to fail)", file=err)
-        print(f"demo: batch-dispose run {sample} --base-url {sim.base_url} --token-file … --json", file=err)
+        print(f"demo: batch-dispose run {sample} --base-url {sim.base_url} --token-file … --ledger … --json "
+              f"(a fresh ledger in a temporary folder, so the run says it has no record of the simulator yet)",
+              file=err)
         captured = io.StringIO()
         code = main(["run", str(sample), "--base-url", sim.base_url, "--token-file", str(token_file),
                      "--reports-dir", str(reports_dir), "--ledger", str(Path(scratch) / "ledger.sqlite"),
