@@ -371,6 +371,9 @@ def test_history_shows_what_was_sent_and_who_resolved(cli, simulator, tmp_path: 
     assert shown.code == 0
     assert "logID 42" in shown.out and "Callback" in shown.out and "ring at 5" in shown.out
     assert "seen ended in Ryng" in shown.out
+    resolved = [line for line in shown.out.splitlines() if "resolve by" in line]
+    assert len(resolved) == 1 and resolved[0].count("seen ended in Ryng") == 1, shown.out  # one clean line
+    assert resolved[0].rstrip().endswith("C7: disposed (checked in Ryng: seen ended in Ryng)")
 
 
 def test_call_history_answers_from_the_users_ledger_without_one_too(cli, sim, tmp_path: Path) -> None:
