@@ -426,8 +426,9 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
             log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
 
     def on_outcome(call: CallRequest, outcome: Outcome) -> None:
-        outcome = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
-        note = decided.notes.get(call.index)
+        settled = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
+        note = decided.notes.get(call.index) if settled is outcome else None  # else its message says it was re-sent
+        outcome = settled
         if note:
             outcome = replace(outcome, message=f"{outcome.message} ({note})")
         results.set(call.index, outcome)

@@ -73,7 +73,7 @@ def decide(call: CallRequest, given: Given | None, known: CallRecord | None, *, 
     if given.status == Status.UNKNOWN:
         if retry_unknown or force:
             flag = "--retry-unknown" if retry_unknown else "--force"
-            return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run{at}",
+            return Decision(True, message=f"re-sent with {flag}: left unknown by an earlier run{at}",
                             resends_unknown=True)
         return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run{at} (results workbook); not "
                         f"re-sent: check the call in Ryng, or re-run with --retry-unknown")
@@ -96,11 +96,13 @@ def _from_ledger(call: CallRequest, known: CallRecord, *, force: bool, retry_unk
     if known.probably_disposed:
         if force:
             return Decision(True, message=f"sent again with --force: it was probably disposed at {known.finished_at}")
-        return Decision(False, Status.UNKNOWN, f"probably disposed already: {known.message} ({source})")
+        return Decision(False, Status.UNKNOWN, f"probably disposed already: a re-send at {known.finished_at} was "
+                        f"answered 500 ({source}), so it is not sent again. Check the call in Ryng, then record it: "
+                        f"batch-dispose resolve {call.call_id} --as disposed (or --as failed to send it again)")
     if retry_unknown or force:
         flag = "--retry-unknown" if retry_unknown else "--force"
-        return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run at "
-                        f"{known.finished_at} ({_name(known.file)})", resends_unknown=True)
+        return Decision(True, message=f"re-sent with {flag}: left unknown by an earlier run at "
+                        f"{known.finished_at}, from {_name(known.file)}", resends_unknown=True)
     return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run at {known.finished_at} "
                     f"({_name(known.file)}); not re-sent: check the call in Ryng, or re-run with --retry-unknown")
 
@@ -116,10 +118,9 @@ def differences(call: CallRequest, known: CallRecord) -> list[str]:
     return changes
 
 
-PROBABLY_DISPOSED = ("the server answered 500 to the re-send ({reply}): the first attempt, whose reply was lost, "
-                     "probably disposed it. Not sent again by later runs (--retry-unknown included); check the "
-                     "call in Ryng and record it: batch-dispose resolve {call} --as disposed (or --as failed to "
-                     "send it again)")
+PROBABLY_DISPOSED = ("re-sent and answered 500 ({reply}): the first attempt, whose reply was lost, probably disposed "
+                     "it, so no later run sends it again (--retry-unknown included). Check the call in Ryng, then "
+                     "record it: batch-dispose resolve {call} --as disposed (or --as failed to send it again)")
 
 
 def after_resend(call: CallRequest, outcome: Outcome) -> Outcome:

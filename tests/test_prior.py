@@ -216,7 +216,11 @@ def test_a_resent_unknown_answered_500_is_not_failed_and_never_sent_again(cli, s
     for flags in ((), ("--retry-unknown",)):
         later = cli("run", source, *_base(sim), *flags, "--json")
         assert later.json()["counts"]["unknown"] == 1
+        _, again, _ = read_results(Path(later.json()["results"]))
+        messages = [str(records[1]["message"]), str(again[1]["message"])]
     assert sim.stats.received["1001"] == 2
+    for message in messages:  # what a person reads: one or two plain sentences, nothing said twice
+        assert message.count(". ") <= 1 and message.count("re-sen") == 1 and message.count("probably") == 1, message
 
 
 def test_resolve_records_who_and_why_and_decides_later_runs(cli, simulator, tmp_path: Path) -> None:
