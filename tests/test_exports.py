@@ -143,6 +143,17 @@ def test_an_export_with_titles_total_and_helper_rows_sends_exactly_its_calls(cli
     assert ignored[0]["row"] == 10 and ignored[0]["Call ID"] == "Total"
 
 
+def test_a_results_workbook_given_back_keeps_its_total_row_a_footer(cli, sim, tmp_path: Path) -> None:
+    """Given back, the export's results workbook still reads its Total row as a footer (beside the message
+    "no call data: ignored"): nothing invalid, nothing re-sent, exit 0."""
+    first = cli("run", _export(tmp_path / "export.xlsx", helpers=3), *_base(sim), "--json")
+    again = cli("run", first.json()["results"], *_base(sim), "--json")
+    assert again.code == 0, again.err
+    assert again.json()["counts"]["invalid"] == 0 and again.json()["counts"]["skipped"] == 5
+    assert "4 rows had no call data and were ignored" in again.err
+    assert sorted(_sent(sim)) == [str(8000 + n) for n in range(5)]
+
+
 @pytest.mark.parametrize("footer", [["Grand Total", "", "12", ""], ["Count", "", "", "7"], ["TOTAL:", "", "3", ""],
                                     ["", "", "Sum", "42"]])
 def test_footer_rows_are_not_calls(tmp_path: Path, footer: list[str]) -> None:
