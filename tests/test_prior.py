@@ -190,6 +190,9 @@ def test_validate_after_a_run_shows_no_row_ready(cli, sim, tmp_path: Path) -> No
     assert checked.json()["counts"]["ready"] == 0 and checked.json()["counts"]["skipped"] == 4
     _, records, _ = read_results(Path(checked.json()["results"]))
     assert all("already disposed at" in str(record["message"]) for record in records)
+    import re  # the time as people read it (local, to the second, with its offset), not the ledger's ISO form
+    assert all(re.search(r"disposed at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \(", str(record["message"]))
+               for record in records), records[0]["message"]
 
 
 def test_validate_never_creates_a_ledger(cli, sim, tmp_path: Path) -> None:
