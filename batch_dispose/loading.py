@@ -124,11 +124,11 @@ class Table:
             found[index][:] = self.field_cells(name)
         return found
 
-    def with_cells(self, cells: dict[str, list[str]]) -> Table:
-        """The same table with other field cells (edits made in the page)."""
+    def with_cells(self, cells: dict[str, list[str]], kinds: Mapping[str, Sequence[str]] | None = None) -> Table:
+        """The same table with other field cells (edits made in the page), and their kinds if they changed."""
         from dataclasses import replace
 
-        return replace(self, cells=cells)
+        return replace(self, cells=cells, kinds=self.kinds if kinds is None else kinds)
 
 
 def number_text(value: float) -> str:
