@@ -44,12 +44,12 @@ def run_demo(*, reports_dir: Path, out: TextIO, err: TextIO) -> int:
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
         print(f"demo: Ryng simulator on {sim.base_url} ({', '.join(sorted(FAILING_CALLS))} set to fail)", file=err)
-        print(f"demo: batch-dispose run {sample} --base-url {sim.base_url} --token-file … --ledger … --json "
-              f"(a fresh ledger in a temporary folder, so the run says it has no record of the simulator yet)",
+        ledger = Path(scratch) / "ledger.sqlite"  # a fresh one: the run warns that it has never seen this host
+        print(f"demo: batch-dispose run {sample} --base-url {sim.base_url} --token-file … --ledger {ledger} --json",
               file=err)
         captured = io.StringIO()
         code = main(["run", str(sample), "--base-url", sim.base_url, "--token-file", str(token_file),
-                     "--reports-dir", str(reports_dir), "--ledger", str(Path(scratch) / "ledger.sqlite"),
+                     "--reports-dir", str(reports_dir), "--ledger", str(ledger),
                      "--json"], stdout=captured, stderr=err)
         summary = json.loads(captured.getvalue())
         problems = _check(summary, sim.stats)

@@ -179,7 +179,10 @@ def event_lines(events: Sequence[Any]) -> list[str]:
         code = f" ({event.http_status})" if event.http_status else ""
         message = f"  {event.message}" if event.message else ""
         who, why = getattr(event, "who", None), getattr(event, "why", None)  # a person's `resolve`
-        message += f"  (by {who}{': ' + why if why else ''})" if who else ""
+        if who:  # its stored message repeats who and why: one clean line instead
+            lines.append(f"  {when(event.at)}  run {event.run_id}  resolve by {who}  {event.call_id}: "
+                         f"{event.status} (checked in Ryng{': ' + why if why else ''})")
+            continue
         lines.append(f"  {when(event.at)}  run {event.run_id}  {Path(event.file).name} row {event.row}  "
                      f"{event.call_id}: {event.status}{code}{message}")
     return lines

@@ -192,6 +192,7 @@ def apply_edits(table: Table, edits: Edits) -> tuple[Table, dict[int, str]]:
     if not edits:
         return table, {}
     cells = {name: list(table.field_cells(name)) for name in EDITABLE}
+    kinds = {name: list(table.kinds[name]) for name in table.kinds}  # a typed-in ID is text, whatever the cell was
     edited: dict[int, str] = {}
     for row, changes in sorted(edits.items()):
         index = row_index(table, row)
@@ -203,11 +204,13 @@ def apply_edits(table: Table, edits: Edits) -> tuple[Table, dict[int, str]]:
             if text != before:
                 said.append(f"{name} {_short(before)} -> {_short(text)}")
                 cells[name][index] = text
+                if name in kinds:
+                    kinds[name][index] = ""
         if said:
             edited[index] = "edited in the page: " + ", ".join(said)
     if "notes" not in table.fields and not any(cells["notes"]):
         del cells["notes"]
-    return table.with_cells(cells), edited
+    return table.with_cells(cells, kinds), edited
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -426,8 +429,9 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
             log.outcome(table.rows[index], call_ids[index], _outcome_at(results, index))
 
     def on_outcome(call: CallRequest, outcome: Outcome) -> None:
-        outcome = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
-        note = decided.notes.get(call.index)
+        settled = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
+        note = decided.notes.get(call.index) if settled is outcome else None  # else its message says it was re-sent
+        outcome = settled
         if note:
             outcome = replace(outcome, message=f"{outcome.message} ({note})")
         results.set(call.index, outcome)

@@ -124,11 +124,11 @@ class Table:
             found[index][:] = self.field_cells(name)
         return found
 
-    def with_cells(self, cells: dict[str, list[str]]) -> Table:
-        """The same table with other field cells (edits made in the page)."""
+    def with_cells(self, cells: dict[str, list[str]], kinds: Mapping[str, Sequence[str]] | None = None) -> Table:
+        """The same table with other field cells (edits made in the page), and their kinds if they changed."""
         from dataclasses import replace
 
-        return replace(self, cells=cells)
+        return replace(self, cells=cells, kinds=self.kinds if kinds is None else kinds)
 
 
 def number_text(value: float) -> str:
@@ -306,6 +306,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     appends = [texts[name].append for name in FIELDS]
     kinds = {"callID": Kinds(), "logID": Kinds()}
     status_pos, finished_pos = result_positions.get("status"), result_positions.get("finished_at")
+    results_at = frozenset(result_positions.values())  # a results workbook's own columns: not the footer's cells
     prior_status: list[str] | None = [] if status_pos is not None else None
     prior_finished: list[str] | None = [] if finished_pos is not None else None
     typed = fmt != "csv"  # CSV cells are text already; workbook cells need converting
@@ -332,7 +333,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
             if _any_value(raw):
                 ignored += 1  # other columns only: helper formulas dragged down, a note under the table
             continue
-        if _maybe_footer(raw, cells) and _is_footer(raw, cells):  # type: ignore[arg-type]
+        if _maybe_footer(raw, cells) and _is_footer(raw, cells, results_at):  # type: ignore[arg-type]
             ignored += 1
             continue
         if len(rows) >= max_rows:
@@ -391,10 +392,12 @@ def _maybe_footer(raw: Row, cells: list[str]) -> bool:
         isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS)
 
 
-def _is_footer(raw: Row, cells: list[str]) -> bool:
-    """`Total` / `Grand Total` / `Count` in the first filled cell (or the callID cell), numbers beside it."""
+def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozenset()) -> bool:
+    """`Total` / `Grand Total` / `Count` in the first filled cell (or the callID cell), numbers beside it; in a
+    results workbook given back, its own columns (status, message "no call data: ignored", row...) are not
+    looked at, so a footer stays a footer in every generation."""
     filled = [(position, value) for position, value in grids.items(raw)
-              if value is not None and (not isinstance(value, str) or value.strip())]
+              if value is not None and (not isinstance(value, str) or value.strip()) and position not in results_at]
     if not filled:
         return False
     first = cell_text(filled[0][1])

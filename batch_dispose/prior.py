@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import NotInLedgerError, UsageError
+from .history import when  # ledger times as people read them: local, to the second
 from .models import CallRequest, Outcome, Status
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def decide(call: CallRequest, given: Given | None, known: CallRecord | None, *, 
         return _from_ledger(call, known, force=force, retry_unknown=retry_unknown)
     if given is None:
         return Decision(True)
-    at = f" at {given.at}" if given.at else ""
+    at = f" at {when(given.at)}" if given.at else ""
     if given.status in (Status.DISPOSED, Status.SKIPPED):
         if force:
             return Decision(True, message=f"sent again with --force: it was already {given.status}{at}")
@@ -73,7 +74,7 @@ def decide(call: CallRequest, given: Given | None, known: CallRecord | None, *, 
     if given.status == Status.UNKNOWN:
         if retry_unknown or force:
             flag = "--retry-unknown" if retry_unknown else "--force"
-            return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run{at}",
+            return Decision(True, message=f"re-sent with {flag}: left unknown by an earlier run{at}",
                             resends_unknown=True)
         return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run{at} (results workbook); not "
                         f"re-sent: check the call in Ryng, or re-run with --retry-unknown")
@@ -85,23 +86,27 @@ def _from_ledger(call: CallRequest, known: CallRecord, *, force: bool, retry_unk
               else f"ledger; last sent from {_name(known.file)}")
     if known.disposed:
         if force:
-            return Decision(True, message=f"sent again with --force: it was already disposed at {known.disposed_at}")
+            return Decision(True, message=f"sent again with --force: it was already disposed at "
+                            f"{when(known.disposed_at)}")
         changes = differences(call, known)
-        message = f"already disposed at {known.disposed_at} ({source}); not sent again"
+        message = f"already disposed at {when(known.disposed_at)} ({source}); not sent again"
         if changes:
-            message += f". The file differs from what was sent: {'; '.join(changes)}. Use --force to send it again"
+            message += f". The file now differs from what was sent ({'; '.join(changes)}): --force would send it again"
         return Decision(False, Status.SKIPPED, message, changed=bool(changes))
     if known.status not in (Status.UNKNOWN, "sending"):
         return Decision(True)
     if known.probably_disposed:
         if force:
-            return Decision(True, message=f"sent again with --force: it was probably disposed at {known.finished_at}")
-        return Decision(False, Status.UNKNOWN, f"probably disposed already: {known.message} ({source})")
+            return Decision(True, message=f"sent again with --force: it was probably disposed at "
+                            f"{when(known.finished_at)}")
+        return Decision(False, Status.UNKNOWN, f"probably disposed already: a re-send at {when(known.finished_at)} was "
+                        f"answered 500 ({source}), so it is not sent again. Check the call in Ryng, then record it: "
+                        f"batch-dispose resolve {call.call_id} --as disposed (or --as failed to send it again)")
     if retry_unknown or force:
         flag = "--retry-unknown" if retry_unknown else "--force"
-        return Decision(True, message=f"re-sent with {flag}: it was left unknown by an earlier run at "
-                        f"{known.finished_at} ({_name(known.file)})", resends_unknown=True)
-    return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run at {known.finished_at} "
+        return Decision(True, message=f"re-sent with {flag}: left unknown by an earlier run at "
+                        f"{when(known.finished_at)}, from {_name(known.file)}", resends_unknown=True)
+    return Decision(False, Status.UNKNOWN, f"left unknown by an earlier run at {when(known.finished_at)} "
                     f"({_name(known.file)}); not re-sent: check the call in Ryng, or re-run with --retry-unknown")
 
 
@@ -116,10 +121,9 @@ def differences(call: CallRequest, known: CallRecord) -> list[str]:
     return changes
 
 
-PROBABLY_DISPOSED = ("the server answered 500 to the re-send ({reply}): the first attempt, whose reply was lost, "
-                     "probably disposed it. Not sent again by later runs (--retry-unknown included); check the "
-                     "call in Ryng and record it: batch-dispose resolve {call} --as disposed (or --as failed to "
-                     "send it again)")
+PROBABLY_DISPOSED = ("re-sent and answered 500 ({reply}): the first attempt, whose reply was lost, probably disposed "
+                     "it, so no later run sends it again (--retry-unknown included). Check the call in Ryng, then "
+                     "record it: batch-dispose resolve {call} --as disposed (or --as failed to send it again)")
 
 
 def after_resend(call: CallRequest, outcome: Outcome) -> Outcome:

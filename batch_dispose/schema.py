@@ -177,6 +177,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     all_ids = normalize_ids(table.field_cells("callID"))  # the same string objects where nothing changed
     first = first_rows(all_ids)
     dispositions: dict[str, int] = {}
+    dated: list[int] = []  # valid call IDs that read as dates (2026-11-30): a CSV of IDs a spreadsheet dated
     for start in range(0, len(table), CHUNK):
         stop = min(start + CHUNK, len(table))
         frame = normalize(table, start, stop, first, all_ids.iloc[start:stop])
@@ -188,10 +189,14 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
             if index in chunk:
                 continue
             dispositions[disposition] = dispositions.get(disposition, 0) + 1
+            if len(call_id) == 10 and _DATE_ID.fullmatch(call_id):
+                dated.append(index)
             if canonical is not None:
                 disposition = canonical[disposition.casefold()]
             requests.add(index, call_id, int(log_id.split(".")[0]), disposition, notes)
     warnings = look_alike_dispositions(dispositions) if allowed is None else []
+    if dated and call_id_pattern is None:
+        warnings.append(_dated_warning(table, all_ids, dated))
     return Validation(messages=messages, requests=requests, warnings=warnings)
 
 
@@ -221,6 +226,19 @@ def _messages(schema: pa.DataFrameSchema, frame: pd.DataFrame, table: Table, fir
     rows = {value: table.rows[index] for value, index in first.items()} if failures else {}
     return {index: _sentence(frame.loc[index], fields, rows, allowed, call_id_pattern)
             for index, fields in sorted(failures.items())}
+
+
+_DATE_ID = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+                      r"|(?:0[1-9]|[12]\d|3[01])-(?:0[1-9]|1[0-2])-(?:19|20)\d\d")
+
+
+def _dated_warning(table: Table, ids: pd.Series, dated: Sequence[int]) -> str:
+    """One warning for valid call IDs that read as dates (only text can get here: a date cell is invalid)."""
+    index = dated[0]
+    more = f" and {len(dated) - 1:,} more read as dates" if len(dated) > 1 else " reads as a date"
+    return (f"callID '{ids.iloc[index]}' (row {table.rows[index]}){more}: a spreadsheet may have "
+            f"turned the call IDs into dates, so check them before sending (a call_id_pattern such as \\d+ makes "
+            f"such IDs invalid).")
 
 
 def look_alike_dispositions(counts: Mapping[str, int], limit: int = 200) -> list[str]:

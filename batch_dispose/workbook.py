@@ -222,6 +222,10 @@ def _results_sheet(sheet: IO[bytes], table: Table, results: RowResults, layout: 
     write = chunk.append
     rows, column, fields, tail = table.rows, layout.column, layout.field_columns, layout.tail
     field_cells = {index: table.field_cells(name) for index, name in fields.items()}
+    # a date or TRUE/FALSE where an ID belongs is written back as the cell it was, so that the workbook given
+    # back is judged the same (as text, `2026-11-30` would pass for a call ID and be sent)
+    id_cells = {target: (table.fields[name], table.kinds[name]) for target, name in fields.items()
+                if name in table.kinds}
     wanted = 0  # the next call row (index into table.rows)
     last = first
     for number, raw in table.source_rows():
@@ -239,6 +243,10 @@ def _results_sheet(sheet: IO[bytes], table: Table, results: RowResults, layout: 
             wanted += 1
             cells = _placed(raw, column, skip=fields)
             cells += [(n, values[index]) for n, values in field_cells.items()]
+            for n, (position, kinds) in id_cells.items():
+                original = grids.get(raw, position) if kinds[index] else None
+                if original is not None:
+                    cells = [(target, original if target == n else value) for target, value in cells]
             cells.sort(key=lambda cell: cell[0])
             cells, replaced = _shown(cells)
             message = results.message[index]

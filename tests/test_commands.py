@@ -362,7 +362,7 @@ def test_history_lines_name_what_was_sent() -> None:
 
 def test_run_prints_each_files_summary_when_that_file_ends(simulator, tmp_path: Path) -> None:
     """`run A B`: A's summary and results path are on stderr while B is still being sent, not only at the end."""
-    sim = simulator(latency_ms=300)
+    sim = simulator(latency_ms=150)
     first = write_csv(tmp_path / "first.csv", rows_of(2))
     second = write_csv(tmp_path / "second.csv", rows_of(10, start=5000))
     argv = [sys.executable, "-m", "batch_dispose", "run", first, second, "--base-url", sim.base_url,

@@ -143,6 +143,17 @@ def test_an_export_with_titles_total_and_helper_rows_sends_exactly_its_calls(cli
     assert ignored[0]["row"] == 10 and ignored[0]["Call ID"] == "Total"
 
 
+def test_a_results_workbook_given_back_keeps_its_total_row_a_footer(cli, sim, tmp_path: Path) -> None:
+    """Given back, the export's results workbook still reads its Total row as a footer (beside the message
+    "no call data: ignored"): nothing invalid, nothing re-sent, exit 0."""
+    first = cli("run", _export(tmp_path / "export.xlsx", helpers=3), *_base(sim), "--json")
+    again = cli("run", first.json()["results"], *_base(sim), "--json")
+    assert again.code == 0, again.err
+    assert again.json()["counts"]["invalid"] == 0 and again.json()["counts"]["skipped"] == 5
+    assert "4 rows had no call data and were ignored" in again.err
+    assert sorted(_sent(sim)) == [str(8000 + n) for n in range(5)]
+
+
 @pytest.mark.parametrize("footer", [["Grand Total", "", "12", ""], ["Count", "", "", "7"], ["TOTAL:", "", "3", ""],
                                     ["", "", "Sum", "42"]])
 def test_footer_rows_are_not_calls(tmp_path: Path, footer: list[str]) -> None:
@@ -373,3 +384,35 @@ def test_a_file_changed_after_it_was_read_still_gets_its_workbook(tmp_path: Path
     path = write_results(table, RowResults(len(table)), [], reports_dir=tmp_path / "r", started=datetime.now(UTC))
     _, records, _ = read_results(path)
     assert [(r["callID"], r["notes"], r["Agent"], r["row"]) for r in records] == [("1", "n", None, 2)]
+
+
+# -- a date where a call ID belongs -------------------------------------------------------------------
+
+
+def _dated(path: Path) -> Path:
+    """A workbook whose second call has a date in its callID cell (Excel turned `2026-11-30` into one)."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["callID", "logID", "disposition", "notes"])
+    sheet.append(["7001", 1, "Interested", "a"])
+    sheet.append([datetime(2026, 11, 30), 2, "Callback", "b"])
+    workbook.save(path)
+    return path
+
+
+def test_a_date_in_the_callid_column_stays_invalid_when_the_workbook_is_given_back(cli, sim, tmp_path: Path) -> None:
+    """The results workbook keeps the date as a date, so given back unfixed the row is invalid again, not
+    sent as the call `2026-11-30`."""
+    first = cli("run", _dated(tmp_path / "dated.xlsx"), *_base(sim), "--json")
+    assert first.json()["counts"]["invalid"] == 1
+    again = cli("run", first.json()["results"], *_base(sim), "--json")
+    assert again.json()["counts"]["invalid"] == 1, again.err
+    assert "is a date" in again.err and list(_sent(sim)) == ["7001"]
+
+
+def test_a_date_callid_fixed_in_the_page_is_sent_as_typed(tmp_path: Path) -> None:
+    """A callID typed over a date cell in the page is text: ready to send, not "is a date"."""
+    table = load_table(_dated(tmp_path / "dated.xlsx"), Settings())
+    decided = plan(table, Settings(), None, edits={3: {"callID": "7002"}})
+    assert decided.results.status[1] is not Status.INVALID, decided.results.message[1]
+    assert [call.call_id for call in decided.to_send] == ["7001", "7002"]

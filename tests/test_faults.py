@@ -136,7 +136,7 @@ def test_a_rate_limited_server_is_ridden_out_to_the_last_row(cli, simulator, tmp
                                                              strict: bool) -> None:
     """A server that answers 429 above N requests/s (even one counting the 429s against the limit) is slow,
     not down: every row ends disposed, once, exit 0, in at most 1.5 x rows/N + 5 s."""
-    rows = 6 * limit
+    rows = 4 * limit  # four windows of the limit: enough to back off and grow back
     sim = simulator(rate_limit=limit, retry_after=retry_after, rate_limit_counts_rejected=strict)
     source = write_csv(tmp_path / "calls.csv", rows_of(rows))
     started = time.monotonic()

@@ -244,7 +244,7 @@ def _table(call_ids: list[str]) -> Table:
                  kinds={"callID": [""] * count, "logID": [""] * count})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(min_size=0, max_size=80))
 def test_any_call_id_is_invalid_or_becomes_exactly_one_path_segment(call_id: str) -> None:
     """For any text, the row is invalid or its request path is exactly the route plus that callID."""

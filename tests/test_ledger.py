@@ -123,12 +123,12 @@ def test_two_runs_started_at_once_exactly_one_sends(simulator, tmp_path: Path) -
     assert sim.stats.route_requests == 60 and set(sim.stats.received.values()) == {1}
 
 
-@pytest.mark.parametrize("kill_at", [1, 40, 150, 400])
+@pytest.mark.parametrize("kill_at", [1, 100, 250])  # at the start, mid-run, near the end
 def test_kill_9_at_any_moment_then_rerun_never_sends_twice(simulator, tmp_path: Path, kill_at: int) -> None:
     """After kill -9 mid-run, re-running sends only what was not recorded; in-flight rows become unknown,
     and only --retry-unknown re-sends them."""
     sim = simulator(latency_ms=15, jitter_ms=10, repeat_fails=True, seed=kill_at)
-    rows = 500
+    rows = 300
     concurrency = 8
     source = write_csv(tmp_path / "calls.csv", rows_of(rows))
     base = ["--base-url", sim.base_url, "--concurrency", concurrency]

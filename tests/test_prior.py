@@ -190,6 +190,9 @@ def test_validate_after_a_run_shows_no_row_ready(cli, sim, tmp_path: Path) -> No
     assert checked.json()["counts"]["ready"] == 0 and checked.json()["counts"]["skipped"] == 4
     _, records, _ = read_results(Path(checked.json()["results"]))
     assert all("already disposed at" in str(record["message"]) for record in records)
+    import re  # the time as people read it (local, to the second, with its offset), not the ledger's ISO form
+    assert all(re.search(r"disposed at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \(", str(record["message"]))
+               for record in records), records[0]["message"]
 
 
 def test_validate_never_creates_a_ledger(cli, sim, tmp_path: Path) -> None:
@@ -216,7 +219,11 @@ def test_a_resent_unknown_answered_500_is_not_failed_and_never_sent_again(cli, s
     for flags in ((), ("--retry-unknown",)):
         later = cli("run", source, *_base(sim), *flags, "--json")
         assert later.json()["counts"]["unknown"] == 1
+        _, again, _ = read_results(Path(later.json()["results"]))
+        messages = [str(records[1]["message"]), str(again[1]["message"])]
     assert sim.stats.received["1001"] == 2
+    for message in messages:  # what a person reads: one or two plain sentences, nothing said twice
+        assert message.count(". ") <= 1 and message.count("re-sen") == 1 and message.count("probably") == 1, message
 
 
 def test_resolve_records_who_and_why_and_decides_later_runs(cli, simulator, tmp_path: Path) -> None:
@@ -371,6 +378,9 @@ def test_history_shows_what_was_sent_and_who_resolved(cli, simulator, tmp_path: 
     assert shown.code == 0
     assert "logID 42" in shown.out and "Callback" in shown.out and "ring at 5" in shown.out
     assert "seen ended in Ryng" in shown.out
+    resolved = [line for line in shown.out.splitlines() if "resolve by" in line]
+    assert len(resolved) == 1 and resolved[0].count("seen ended in Ryng") == 1, shown.out  # one clean line
+    assert resolved[0].rstrip().endswith("C7: disposed (checked in Ryng: seen ended in Ryng)")
 
 
 def test_call_history_answers_from_the_users_ledger_without_one_too(cli, sim, tmp_path: Path) -> None:

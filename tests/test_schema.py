@@ -377,3 +377,18 @@ def test_rules_are_one_pandera_schema() -> None:
     assert isinstance(schema, pa.DataFrameSchema)
     assert set(schema.columns) == {"callID", "callID_first", "callID_kind", "logID", "logID_kind", "disposition",
                                    "notes"}
+
+
+def test_call_ids_that_read_as_dates_get_one_warning(tmp_path: Path) -> None:
+    """A CSV whose call IDs a spreadsheet turned into dates (`2026-11-30`) is warned about once, naming the
+    first row; they stay valid (some accounts may use such IDs), and a call_id_pattern makes them invalid."""
+    source = write_csv(tmp_path / "dated.csv", [["7001", "1", "Interested", "a"], ["2026-11-30", "2", "Callback", "b"],
+                                                ["30-11-2026", "3", "Callback", "c"], ["2026-1130", "4", "Sale", "d"]])
+    table = load(source)
+    checked = validate(table)
+    dated = [warning for warning in checked.warnings if "as date" in warning]
+    assert dated == ["callID '2026-11-30' (row 3) and 1 more read as dates: a spreadsheet may have "
+                     "turned the call IDs into dates, so check them before sending (a call_id_pattern such as \\d+ "
+                     "makes such IDs invalid)."]
+    assert len(checked.requests) == 4
+    assert not any("date" in warning for warning in validate(table, call_id_pattern=r"[\d-]+").warnings)
