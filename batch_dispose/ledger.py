@@ -100,6 +100,7 @@ class Ledger:
         self._db = connection
         self.writer = writer  # the one thread that commits while a run sends (see RunJournal)
         self.notices: list[str] = []  # one-line things the next file's result should say (a takeover)
+        self._journal_ready = False  # the TEMP view `commit` writes through (made on the first commit)
 
     @classmethod
     @contextmanager
@@ -251,25 +252,42 @@ class Ledger:
                starting: Sequence[CallRequest]) -> None:
         """Outcomes just in, and intents of rows about to be sent (with what is sent), in one durable transaction.
 
-        Each kind goes in as one multi-row statement (per COMMIT_CHUNK rows), not one statement per row:
-        SQLite lets go of the interpreter around every statement, and each time the writer thread must win it
-        back from a busy event loop, so a commit of 20 rows made one at a time waited 20 times."""
+        The rows go in as one multi-row INSERT into the connection's `journal` view, whose trigger updates each
+        call's outcome (recording its event) or records its intent; so a commit is one statement, SQLite's own
+        transaction. The writer thread lets go of the interpreter around every statement and must then win it
+        back from a busy event loop: row by row (and BEGIN, COMMIT) that was about 40 waits per commit."""
         now = iso(utc_now())
+        rows: list[object] = []
+        for call, o in finished:
+            rows += ("outcome", host, call.call_id, None, None, None, None, None, None,
+                     o.status.value, o.http_status, o.message, o.attempts, o.finished_at or now)
+        for call in starting:
+            rows += ("intent", host, call.call_id, run_id, call.row, now, call.log_id, call.disposition, call.notes,
+                     SENDING, None, None, None, None)
+        count = len(finished) + len(starting)
+        if not count:
+            return
+        if not self._journal_ready:
+            self._make_journal()
+        width = len(_JOURNAL_COLUMNS)
+        try:
+            if count <= COMMIT_CHUNK:  # the common commit: one statement is one transaction
+                self._db.execute(_journal_sql(count), rows)
+                return
+        except sqlite3.Error as exc:
+            raise write_error(self.path, exc) from None
         with self._transaction():
-            for start in range(0, len(finished), COMMIT_CHUNK):
-                chunk = finished[start:start + COMMIT_CHUNK]
-                if len({call.call_id for call, _ in chunk}) < len(chunk):  # one outcome per call per statement
-                    for one in chunk:
-                        self._db.execute(_outcomes_sql(1), _outcome_args([one], now) + [host])
-                else:
-                    self._db.execute(_outcomes_sql(len(chunk)), _outcome_args(chunk, now) + [host])
-            for start in range(0, len(starting), COMMIT_CHUNK):
-                chunk = starting[start:start + COMMIT_CHUNK]
-                args: list[object] = []
-                for call in chunk:
-                    args += (host, call.call_id, SENDING, run_id, call.row, now, call.log_id, call.disposition,
-                             call.notes)
-                self._db.execute(_intents_sql(len(chunk)), args)
+            for first in range(0, count, COMMIT_CHUNK):
+                part = rows[first * width:(first + COMMIT_CHUNK) * width]
+                self._db.execute(_journal_sql(len(part) // width), part)
+
+    def _make_journal(self) -> None:
+        """The `journal` view of this connection (TEMP: nothing is added to the ledger file's schema)."""
+        try:
+            self._db.executescript(_JOURNAL_VIEW)
+        except sqlite3.Error as exc:
+            raise write_error(self.path, exc) from None
+        self._journal_ready = True
 
     def resolve(self, host: str, call_ids: Sequence[str], *, disposed: bool, who: str, why: str,
                 run_id: int) -> list[CallRecord]:
@@ -352,38 +370,35 @@ class RunJournal:
             self._ledger.writer, self._ledger.commit, self._host, self._run_id, finished, starting)
 
 
-COMMIT_CHUNK = 64  # rows per statement in `Ledger.commit` (9 parameters each: far below SQLite's limit)
+COMMIT_CHUNK = 64  # rows per statement in `Ledger.commit` (14 parameters each: far below SQLite's limit)
+_JOURNAL_COLUMNS = ("kind", "host", "call_id", "run_id", "row", "sent_at", "log_id", "disposition", "notes",
+                    "status", "http_status", "message", "attempts", "finished_at")
+_JOURNAL_VIEW = f"""
+CREATE TEMP VIEW IF NOT EXISTS journal ({", ".join(_JOURNAL_COLUMNS)}) AS
+    SELECT {", ".join(["NULL"] * len(_JOURNAL_COLUMNS))} WHERE 0;
+CREATE TEMP TRIGGER IF NOT EXISTS journal_row INSTEAD OF INSERT ON journal
+BEGIN
+    UPDATE calls SET status = NEW.status, http_status = NEW.http_status, message = NEW.message,
+        attempts = NEW.attempts, finished_at = NEW.finished_at,
+        disposed_at = CASE WHEN NEW.status = 'disposed' AND disposed_at IS NULL THEN NEW.finished_at
+                      ELSE disposed_at END
+        WHERE NEW.kind = 'outcome' AND host = NEW.host AND call_id = NEW.call_id;  -- + event (trigger)
+    INSERT INTO calls (host, call_id, status, run_id, row, sent_at, log_id, disposition, notes)
+        SELECT NEW.host, NEW.call_id, NEW.status, NEW.run_id, NEW.row, NEW.sent_at, NEW.log_id, NEW.disposition,
+               NEW.notes WHERE NEW.kind = 'intent'
+        ON CONFLICT (host, call_id) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+        row = excluded.row, sent_at = excluded.sent_at, http_status = NULL, message = NULL,
+        attempts = NULL, finished_at = NULL, log_id = excluded.log_id,
+        disposition = excluded.disposition, notes = excluded.notes, resolved_by = NULL;
+END;
+"""
 
 
 @functools.cache
-def _outcomes_sql(count: int) -> str:
-    """Outcomes of `count` calls in one UPDATE (each also records an event, by the trigger)."""
-    values = ",".join(["(?, ?, ?, ?, ?, ?)"] * count)
-    return ("WITH f (call_id, status, http_status, message, attempts, finished_at) AS (VALUES " + values + ") "
-            "UPDATE calls SET status = f.status, http_status = f.http_status, message = f.message, "
-            "attempts = f.attempts, finished_at = f.finished_at, "
-            "disposed_at = CASE WHEN f.status = 'disposed' AND calls.disposed_at IS NULL THEN f.finished_at "
-            "ELSE calls.disposed_at END "
-            "FROM f WHERE calls.host = ? AND calls.call_id = f.call_id")
-
-
-def _outcome_args(finished: Sequence[tuple[CallRequest, Outcome]], now: str) -> list[object]:
-    args: list[object] = []
-    for call, o in finished:
-        args += (call.call_id, o.status.value, o.http_status, o.message, o.attempts, o.finished_at or now)
-    return args
-
-
-@functools.cache
-def _intents_sql(count: int) -> str:
-    """Intents of `count` rows about to be sent, in one INSERT (a call sent before is taken over)."""
-    values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
-    return ("INSERT INTO calls (host, call_id, status, run_id, row, sent_at, log_id, disposition, notes) "
-            "VALUES " + values + " "
-            "ON CONFLICT (host, call_id) DO UPDATE SET status = excluded.status, run_id = excluded.run_id, "
-            "row = excluded.row, sent_at = excluded.sent_at, http_status = NULL, message = NULL, "
-            "attempts = NULL, finished_at = NULL, log_id = excluded.log_id, "
-            "disposition = excluded.disposition, notes = excluded.notes, resolved_by = NULL")
+def _journal_sql(count: int) -> str:
+    """`count` outcomes and intents in one INSERT into the journal view (in order: outcomes first)."""
+    row = "(" + ", ".join(["?"] * len(_JOURNAL_COLUMNS)) + ")"
+    return f"INSERT INTO journal ({', '.join(_JOURNAL_COLUMNS)}) VALUES " + ", ".join([row] * count)
 
 
 def write_error(path: Path, exc: sqlite3.Error) -> LedgerError:
