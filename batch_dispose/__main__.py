@@ -1,5 +1,6 @@
 """`python -m batch_dispose` and the `batch-dispose` program: the command line, then a quick exit."""
 
+import contextlib
 import os
 import sys
 import threading
@@ -16,10 +17,8 @@ def console() -> None:
     the ordinary way, which waits for it."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away (`| head`), a closed stream
             stream.flush()
-        except (OSError, ValueError):  # a reader that went away (`| head`), or a closed stream: nothing to keep
-            pass
     if threading.active_count() > 1:
         sys.exit(code)
     os._exit(code)
