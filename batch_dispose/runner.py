@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .models import Activity, CallRequest, Outcome, Status, StopReason, Verdict, iso, utc_now
+from .models import Activity, CallRequest, Outcome, Status, StopReason, Verdict, iso_now
 from .pacing import Clock, Pacer, RetryBudget, Sleep, backoff
 
 UNAUTHORIZED_STOP = 3  # consecutive 403s that stop the run
@@ -361,7 +361,7 @@ STOP_MESSAGES = {
 
 
 def _outcome(verdict: Verdict, attempts: int, suffix: str = "") -> Outcome:
-    return Outcome(verdict.status, verdict.message + suffix, verdict.http_status, attempts, iso(utc_now()))
+    return Outcome(verdict.status, verdict.message + suffix, verdict.http_status, attempts, iso_now())
 
 
 def _pending(attempts: int, reason: StopReason | None, last: Verdict | None = None) -> Outcome:
@@ -369,7 +369,7 @@ def _pending(attempts: int, reason: StopReason | None, last: Verdict | None = No
     if attempts:
         what = "could not connect" if last is not None and last.http_status is None else "answered 'busy, retry later'"
         message += f" ({_attempts(attempts)} {what})"
-    return Outcome(Status.PENDING, message, None, attempts, iso(utc_now()))
+    return Outcome(Status.PENDING, message, None, attempts, iso_now())
 
 
 def _attempts(count: int) -> str:

@@ -35,6 +35,7 @@ MAX_BODY = 1 << 20  # bytes of a reply kept; the API's replies are a few dozen b
 # Connections idle longer than this are not reused: a server closing an idle connection just as we
 # reuse it would turn a safe request into one whose effect is unknown.
 KEEPALIVE_S = 4.0
+_SKIP_USER_AGENT = ("User-Agent",)
 
 
 class UntrustedCertificate(httpx.ConnectError):
@@ -77,7 +78,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return aiohttp.ClientSession(
             connector=connector,
             trust_env=self._trust_env,
-            skip_auto_headers=("User-Agent",),
             auto_decompress=True,
         )
 
@@ -95,11 +95,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """One request, the URL used exactly as given; failures raised as httpx errors (table above)."""
         if self._session is None:
             self._session = self._open()
+        # aiohttp adds its own User-Agent unless told not to; asking per session costs a header copy per
+        # request, so only a request without one of ours (an httpx caller) asks.
+        skip = None if "user-agent" in headers or "User-Agent" in headers else _SKIP_USER_AGENT
         try:
             async with self._session.request(
                 method,
                 yarl.URL(url, encoded=True),
                 headers=headers,
+                skip_auto_headers=skip,
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(connect, read, total),
@@ -142,6 +146,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
+    """The reply's body, at most MAX_BODY bytes of it (a hostile server cannot fill memory)."""
+    length = reply.content_length
+    if length is not None and length <= MAX_BODY and "content-encoding" not in reply.headers:
+        return await reply.read()  # the common reply: its length said, nothing to decompress (a bomb cannot hide)
     chunks: list[bytes] = []
     size = 0
     async for chunk in reply.content.iter_chunked(65536):

@@ -140,7 +140,9 @@ def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: boo
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         timers = _instrument_ledger()
     reporter = TimingReporter(profiler)
-    settings = Settings(base_url=base_url_for(base_url=url), concurrency=concurrency, reports_dir=reports)
+    # Its own ledger beside its reports: a fresh one, whichever runs used this server before.
+    settings = Settings(base_url=base_url_for(base_url=url), concurrency=concurrency, reports_dir=reports,
+                        ledger=reports / "ledger.sqlite")
     started = time.perf_counter()
     results = asyncio.run(run_files([csv_path], settings, Secret(TOKEN), reporter=reporter))
     ended = time.perf_counter()
