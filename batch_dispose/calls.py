@@ -66,6 +66,25 @@ class Kinds(Sequence[str]):
 
 
 class _Requests(Sequence[CallRequest]):
+    """A compact sequence of requests: subclasses build the one at a position (`_at`)."""
+
+    def _at(self, position: int) -> CallRequest:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, position: int) -> CallRequest: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[CallRequest]: ...
+
+    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
+        if isinstance(position, slice):
+            return [self._at(n) for n in range(*position.indices(len(self)))]
+        return self._at(position)
+
+    def __iter__(self) -> Iterator[CallRequest]:
+        return (self._at(n) for n in range(len(self)))
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
@@ -98,22 +117,11 @@ class Calls(_Requests):
     def __len__(self) -> int:
         return len(self._index)
 
-    @overload
-    def __getitem__(self, position: int) -> CallRequest: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[CallRequest]: ...
-
-    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
-        if isinstance(position, slice):
-            return [self[n] for n in range(*position.indices(len(self)))]
+    def _at(self, position: int) -> CallRequest:
         index = self._index[position]
         return CallRequest(index=index, row=self._rows[index], call_id=self._call_id[position],
                            log_id=self._log_id[position], disposition=self._disposition[position],
                            notes=self._notes[position])
-
-    def __iter__(self) -> Iterator[CallRequest]:
-        return (self[n] for n in range(len(self)))
 
     def position(self, index: int) -> int:
         """Where the row of table index `index` is in this sequence (it must be there)."""
@@ -144,16 +152,5 @@ class Selection(_Requests):
     def __len__(self) -> int:
         return len(self._positions)
 
-    @overload
-    def __getitem__(self, position: int) -> CallRequest: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[CallRequest]: ...
-
-    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
-        if isinstance(position, slice):
-            return [self[n] for n in range(*position.indices(len(self)))]
+    def _at(self, position: int) -> CallRequest:
         return self._calls[self._positions[position]]
-
-    def __iter__(self) -> Iterator[CallRequest]:
-        return (self[n] for n in range(len(self)))
