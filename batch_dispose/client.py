@@ -209,7 +209,7 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
         return Verdict(Status.FAILED, f"the server answered 200 but reported an error: {message}", code)
     if 200 <= code < 300:
         return Verdict(Status.UNKNOWN, f"the server answered {reason} but not with the API's reply "
-                       f"({_excerpt(raw, secret)}); {UNKNOWN_HINT}", code)
+                       f"({_excerpt(raw, secret, said=reason)}); {UNKNOWN_HINT}", code)
     if code == 403:
         return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: "
                        f"{api[1] if api else _excerpt(raw, secret)})", code)
@@ -223,7 +223,8 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
     if 400 <= code < 500:
         return Verdict(Status.FAILED, f"the server refused the request ({reason}: "
                        f"{api[1] if api else _excerpt(raw, secret)})", code)
-    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(raw, secret)}); {UNKNOWN_HINT}", code)
+    return Verdict(Status.UNKNOWN, f"the server answered {reason} ({_excerpt(raw, secret, said=reason)}); "
+                   f"{UNKNOWN_HINT}", code)
 
 
 def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: str = "") -> Verdict:
@@ -252,12 +253,19 @@ def _api_reply(text: str, secret: str = "") -> tuple[bool, str] | None:
     return data["error"], server_text(message, secret)[:300] if isinstance(message, str) else ""
 
 
-def _excerpt(text: str, secret: str = "", limit: int = 160) -> str:
-    """The start of a body that is not the API's JSON, as words: tags dropped, decoded, masked, inert."""
+def _excerpt(text: str, secret: str = "", limit: int = 160, *, said: str = "") -> str:
+    """The start of a body that is not the API's JSON, as words: tags dropped, decoded, masked, inert.
+
+    `said` is what the message already says (the status line): an error page that only repeats it
+    (nginx's "502 Bad Gateway 502 Bad Gateway nginx") is not quoted twice."""
     text = text[:4096]
     if "<" in text:  # an HTML error page: its words, not its tags
         text = re.sub(r"(?is)<(script|style)\b.*?</\1>|<[^>]*>", " ", text)
     text = server_text(text, secret)
     if not text:
         return "empty body"
+    while said and text.startswith(said):
+        text = text[len(said):].strip()
+    if not text:
+        return "nothing more than the status line"
     return text if len(text) <= limit else text[: limit - 1] + "…"
