@@ -223,7 +223,7 @@ class Ledger:
         return found
 
     def history_lookup(self, host: str) -> Callable[[list[str]], Mapping[str, CallRecord]]:
-        """For `job.plan`: call ID -> what the ledger knows about it on this host (see `prior.decide`)."""
+        """For `planning.plan`: call ID -> what the ledger knows about it on this host (see `prior.decide`)."""
         return lambda call_ids: self.known(host, call_ids)
 
     def knows_host(self, host: str) -> bool:

@@ -19,9 +19,10 @@ import pytest
 from conftest import read_results, write_csv, write_xlsx
 from openpyxl import Workbook, load_workbook
 
-from batch_dispose.job import apply_edits, load_table, plan, row_checker, validate_file
+from batch_dispose.job import validate_file
 from batch_dispose.loading import load
 from batch_dispose.models import Status
+from batch_dispose.planning import apply_edits, load_table, plan, row_checker
 from batch_dispose.settings import Settings
 
 

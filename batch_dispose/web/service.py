@@ -1,16 +1,16 @@
 """The page's one door into the library: every call the page makes into batch_dispose's core is here.
 
 The page is the CLI's product with a second face, so this module adds no behaviour of its own: it
-loads with the CLI's loader, checks with `job.plan` (the pandera schema and the ledger's history),
+loads with the CLI's loader, checks with `planning.plan` (the pandera schema and the ledger's history),
 shows requests with `client.preview`, sends with `job.run_files`, and reads the history as
 `history --json` does. When the core's signatures change, only this file changes.
 
 Library calls made here (for re-pointing after a merge):
-    job.load_table(path, settings)          an upload read as `run` reads it (column mapping, --no-notes)
+    planning.load_table(path, settings)     an upload read as `run` reads it (column mapping, --no-notes)
     loading.read_dispositions(path)         the --dispositions allow-list
     loading.MAX_BYTES, loading.FORMATS      the loader's limits, applied while an upload streams in
     loading.cell_text(value)                the text of a cell, for the first rows shown when no header is found
-    job.plan(table, settings, allowed, history, edits=, excluded=)   the check, as `validate` does
+    planning.plan(table, settings, allowed, history, edits=, excluded=)   the check, as `validate` does
     job.run_files([path], settings, token, reporter=, stop=, edits=, excluded=)   the page's run IS `run`
     job.QuietReporter, job.RUN_STATUSES     the reporter seam (subclassed); the counts keys of `run --json`
     client.preview(base_url, call)          the first requests, token masked
@@ -18,7 +18,7 @@ Library calls made here (for re-pointing after a merge):
     history.ask(path, call_ids=, limit=)    the history and "did call X go through?" (as history --json)
     settings.Settings.ledger_path, dataclasses.replace(settings, columns=, no_notes=)
     Table: .rows, .headers, .fields, .columns, .field_cells(), .sheet, .header_row, .ignored, .path
-The edits and exclusions go to job.plan / job.run_files, as `edits=` and `excluded=`.
+The edits and exclusions go to planning.plan / job.run_files, as `edits=` and `excluded=`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import job, loading
+from .. import job, loading, planning
 from ..errors import InputFileError, LedgerError, LockHeldError, UsageError
 from ..models import FileResult, Outcome, Status
 
@@ -70,7 +70,7 @@ Edits = Mapping[int, Mapping[str, str]]
 def load(path: Path, settings: Settings) -> Table:
     """An uploaded file read exactly as `run` reads it (with the settings' column mapping, once the
     loader has one); InputFileError carries the CLI's sentence."""
-    return job.load_table(path, settings)
+    return planning.load_table(path, settings)
 
 
 def with_columns(settings: Settings, mapping: Mapping[str, str], no_notes: bool) -> Settings:
@@ -156,7 +156,7 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     from ..client import preview
 
     with _history(settings) as history:
-        decided = job.plan(table, settings, allowed, history, edits=edits, excluded=excluded)
+        decided = planning.plan(table, settings, allowed, history, edits=edits, excluded=excluded)
     results = decided.results
     to_send = list(decided.to_send)
     for call in to_send:
