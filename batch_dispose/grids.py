@@ -245,7 +245,9 @@ class Workbook:
                     break
         except KeyError:
             return True  # the streaming reader will say the part is missing
-        last_column = max((_column(letters) for letters in columns), default=25) + 1
+        from .xlsx import column_index
+
+        last_column = max((column_index(letters.decode("ascii")) for letters in columns), default=25) + 1
         return last_row * last_column > DENSE_MAX_CELLS
 
     def rows(self, sheet: Sheet) -> Iterator[tuple[int, Row]]:
@@ -279,13 +281,6 @@ class Workbook:
                 reraise_unless_unreadable(exc)
                 raise error(self.path, f"sheet '{sheet.name}' cannot be read ({short(exc)}); "
                             "open it and save it again") from None
-
-
-def _column(letters: bytes) -> int:
-    number = 0
-    for code in letters:
-        number = number * 26 + code - 64
-    return number - 1
 
 
 def reraise_unless_unreadable(exc: BaseException) -> None:

@@ -215,7 +215,7 @@ class XlsxBook:
                     letters = ref.rstrip("0123456789")
                     found = columns.get(letters)
                     if found is None:
-                        found = columns[letters] = _column(letters) if letters.isalpha() and letters.isupper() \
+                        found = columns[letters] = column_index(letters) if letters.isalpha() and letters.isupper() \
                             else column + 1
                     column = found
                 else:
@@ -280,7 +280,8 @@ def _unsorted(cells: Cells) -> bool:
     return any(cells[n][0] >= cells[n + 1][0] for n in range(len(cells) - 1))
 
 
-def _column(letters: str) -> int:
+def column_index(letters: str) -> int:
+    """0-based column of upper-case letters: A -> 0, Z -> 25, AA -> 26 (the inverse of workbook._letter)."""
     number = 0
     for ch in letters:
         number = number * 26 + ord(ch) - 64
