@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .models import STATUS_ORDER
+from .progress import counts_text
+
+if TYPE_CHECKING:
+    from .ledger import CallRecord as LedgerCall
+    from .ledger import Event, Ledger
 
 DEFAULT_LIMIT = 20
-#: What was sent for a call, under the names the ledger may use for them (it records them from schema 2 on).
-SENT_FIELDS = {"logID": ("log_id", "logID", "logid"), "disposition": ("disposition", "disposition_name"),
-               "notes": ("notes",)}
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class CallRecord:
 
     call_id: str
     hosts: tuple[HostState, ...]
-    events: tuple[Any, ...]  # ledger.Event, newest first
+    events: tuple[Event, ...]  # newest first
     more: bool  # more events than the limit
 
     @property
@@ -97,7 +98,7 @@ def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, 
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[Any]:
+def reading(path: Path) -> Iterator[Ledger]:
     """The ledger at `path`, opened for reading (no lock); a missing ledger is a sentence, not a new file."""
     from .ledger import Ledger
 
@@ -108,24 +109,23 @@ def reading(path: Path) -> Iterator[Any]:
         yield ledger
 
 
-def recent_runs(ledger: Any, limit: int = DEFAULT_LIMIT) -> tuple[list[RunRecord], bool]:
+def recent_runs(ledger: Ledger, limit: int = DEFAULT_LIMIT) -> tuple[list[RunRecord], bool]:
     """The newest `limit` runs, newest first, and whether there are older ones."""
     rows = ledger.runs(limit=limit + 1)
     return [_run_record(row) for row in rows[:limit]], len(rows) > limit
 
 
-def call_records(ledger: Any, call_ids: Sequence[str], limit: int = DEFAULT_LIMIT) -> list[CallRecord]:
+def call_records(ledger: Ledger, call_ids: Sequence[str], limit: int = DEFAULT_LIMIT) -> list[CallRecord]:
     """Each call ID's state on each host, what was sent, and its newest `limit` outcomes."""
     records = []
     for call_id in call_ids:
         events = ledger.events(call_id=call_id, limit=limit + 1)
-        rows = ledger.calls(call_id) if hasattr(ledger, "calls") else ledger.state(call_id)  # calls: schema 2
-        states = tuple(_host_state(row, events) for row in rows)
+        states = tuple(_host_state(row, events) for row in ledger.calls(call_id))
         records.append(CallRecord(call_id, states, tuple(events[:limit]), len(events) > limit))
     return records
 
 
-def run_events(ledger: Any, run_id: int, limit: int = DEFAULT_LIMIT) -> tuple[list[Any], bool]:
+def run_events(ledger: Ledger, run_id: int, limit: int = DEFAULT_LIMIT) -> tuple[list[Event], bool]:
     """The newest `limit` outcomes recorded by run `run_id`, and whether it recorded more."""
     events = ledger.events(run_id=run_id, limit=limit + 1)
     return events[:limit], len(events) > limit
@@ -134,21 +134,12 @@ def run_events(ledger: Any, run_id: int, limit: int = DEFAULT_LIMIT) -> tuple[li
 # --- lines for people -----------------------------------------------------------------------------------------
 
 
-def counts_text(counts: dict[str, int] | None) -> str:
-    """`33 disposed, 2 failed` in the usual status order, zeros left out."""
-    if not counts:
-        return "no rows"
-    order = [str(status) for status in STATUS_ORDER]
-    names = sorted(counts, key=lambda name: (order.index(name) if name in order else len(order), name))
-    return ", ".join(f"{counts[name]} {name}" for name in names if counts[name]) or "no rows"
-
-
 def run_lines(runs: Sequence[RunRecord], more: bool, limit: int) -> list[str]:
     if not runs:
         return ["The ledger has no runs yet."]
     lines = []
     for run in runs:
-        outcome = counts_text(run.counts) if run.counts is not None else (
+        outcome = counts_text(run.counts, empty="no rows") if run.counts is not None else (
             "did not finish" + (f" ({run.finished_at})" if run.finished_at else "; it may still be running"))
         lines.append(f"run {run.id}  {when(run.started_at)}  {Path(run.file).name} -> {run.host}  {outcome}")
     if more:
@@ -173,12 +164,12 @@ def call_lines(records: Sequence[CallRecord], limit: int) -> list[str]:
     return lines
 
 
-def event_lines(events: Sequence[Any]) -> list[str]:
+def event_lines(events: Sequence[Event]) -> list[str]:
     lines = []
     for event in events:
         code = f" ({event.http_status})" if event.http_status else ""
         message = f"  {event.message}" if event.message else ""
-        who, why = getattr(event, "who", None), getattr(event, "why", None)  # a person's `resolve`
+        who, why = event.who, event.why  # set for a person's `resolve`
         if who:  # its stored message repeats who and why: one clean line instead
             lines.append(f"  {when(event.at)}  run {event.run_id}  resolve by {who}  {event.call_id}: "
                          f"{event.status} (checked in Ryng{': ' + why if why else ''})")
@@ -206,7 +197,7 @@ def when(moment: str | None) -> str:
     return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S %z") if parsed.tzinfo else moment
 
 
-# --- reading rows whose shape the ledger may grow ---------------------------------------------------------------
+# --- from the ledger's rows ---------------------------------------------------------------------------------------
 
 
 def _run_record(row: Sequence[Any]) -> RunRecord:
@@ -216,23 +207,18 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
                      {str(name): int(value) for name, value in parsed.items()} if parsed is not None else None)
 
 
-def _host_state(row: Any, events: Sequence[Any]) -> HostState:
-    if is_dataclass(row) or hasattr(row, "host"):
-        host, status, disposed_at = row.host, row.status, getattr(row, "disposed_at", None)
-        sent = _sent(row)
-    else:
-        host, status, disposed_at = row[:3]
-        sent = None
+def _host_state(row: LedgerCall, events: Sequence[Event]) -> HostState:
+    sent = _sent(row)
     if sent is None:  # else: the newest outcome on this host that recorded what it sent
-        sent = next((found for event in events if event.host == host and (found := _sent(event))), None)
-    return HostState(host, status, disposed_at, sent)
+        sent = next((found for event in events if event.host == row.host and (found := _sent(event))), None)
+    return HostState(row.host, row.status, row.disposed_at, sent)
 
 
-def _sent(record: Any) -> dict[str, Any] | None:
-    values = {name: next((getattr(record, attr) for attr in attrs if getattr(record, attr, None) is not None), None)
-              for name, attrs in SENT_FIELDS.items()}
+def _sent(record: LedgerCall | Event) -> dict[str, Any] | None:
+    """What was sent (None when recorded by a ledger of schema 1, which did not keep it)."""
+    values = {"logID": record.log_id, "disposition": record.disposition, "notes": record.notes}
     return values if any(value is not None for value in values.values()) else None
 
 
-def _event_json(event: Any) -> dict[str, Any]:
-    return asdict(event) if is_dataclass(event) and not isinstance(event, type) else dict(event)
+def _event_json(event: Event) -> dict[str, Any]:
+    return asdict(event)

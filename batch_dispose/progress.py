@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -14,10 +15,11 @@ LINE_EVERY_S = 10.0
 PROBLEMS = (Status.UNAUTHORIZED, Status.FAILED, Status.INVALID, Status.UNKNOWN)
 
 
-def counts_text(counts: Counter[Status] | dict[Status, int]) -> str:
-    """`33 disposed, 2 failed` in the usual status order, zeros left out."""
+def counts_text(counts: Mapping[Status, int] | Mapping[str, int], *, empty: str = "nothing") -> str:
+    """`33 disposed, 2 failed` in the usual status order, zeros left out; keyed by Status or by its text
+    (a run's counts as the ledger keeps them)."""
     parts = [f"{counts[status]} {status.value}" for status in STATUS_ORDER if counts.get(status)]
-    return ", ".join(parts) or "nothing"
+    return ", ".join(parts) or empty
 
 
 def activity_text(activity: Activity | None) -> str:
