@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -303,29 +303,25 @@ class Runner:
         """Wait for the pacer's go, or until the run starts stopping (a slow pacer must not hold the stop)."""
         if self._pacer.limit is None and not self._pacer.paused():
             return await self._pacer.wait()  # the hot path: no limit, nothing to wait for
-        if self._stopping():
-            return None
-        pacer = asyncio.ensure_future(self._pacer.wait())
-        stopper = asyncio.ensure_future(self._halted.wait())
-        try:
-            await asyncio.wait({pacer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            pacer.cancel()
-            stopper.cancel()
+        if not self._stopping():
+            await self._unless_halted(self._pacer.wait())
         return None
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep before a retry; True if the run began stopping meanwhile."""
-        if self._stopping():
-            return True
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        if not self._stopping():
+            await self._unless_halted(self._sleep(seconds))
+        return self._stopping()
+
+    async def _unless_halted(self, waiting: Awaitable[None]) -> None:
+        """Await `waiting`, or stop awaiting it (cancelled) as soon as the run begins stopping."""
+        task = asyncio.ensure_future(waiting)
         stopper = asyncio.ensure_future(self._halted.wait())
         try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sleeper.cancel()
+            task.cancel()
             stopper.cancel()
-        return self._stopping()
 
     def _note_streaks(self, status: Status) -> None:
         """3 rejected tokens in a row stop the run; so does a wave of replies we cannot use (a server that
