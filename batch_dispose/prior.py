@@ -26,7 +26,7 @@ from .models import CallRequest, Outcome, Status
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .ledger import CallRecord, Event, Ledger
+    from .ledger import CallRecord, Ledger
     from .runner import Journal
     from .settings import Settings
 
@@ -186,25 +186,6 @@ def reading(settings: Settings) -> Iterator[Callable[[list[str]], Mapping[str, C
             return known
 
         yield lookup
-
-
-def call_history(settings: Settings, call_id: str, *, limit: int = 200) -> tuple[list[CallRecord], list[Event]]:
-    """"Did call X go through?": what the ledger knows about a call ID on each host (what was sent, its
-    state) and its recorded outcomes, newest first; read only, ([], []) when there is no ledger yet. A
-    ledger still at the old default place (not yet taken over by a run) is read too."""
-    from contextlib import ExitStack
-
-    from .ledger import Ledger
-
-    records: list[CallRecord] = []
-    events: list[Event] = []
-    with ExitStack() as stack:
-        for path in (settings.ledger_path, settings.old_ledger_path):
-            ledger = stack.enter_context(Ledger.read(path)) if path is not None else None
-            if ledger is not None:
-                records += [r for r in ledger.calls(call_id) if r.host not in {k.host for k in records}]
-                events += ledger.events(call_id=call_id, limit=limit)
-    return records, events[:limit]
 
 
 @dataclass(frozen=True)

@@ -384,14 +384,15 @@ def test_history_shows_what_was_sent_and_who_resolved(cli, simulator, tmp_path: 
 
 
 def test_call_history_answers_from_the_users_ledger_without_one_too(cli, sim, tmp_path: Path) -> None:
-    """The library's "did call X go through?" gives the state and outcomes, and nothing (no error, no new
-    ledger) before any run."""
-    from batch_dispose.prior import call_history
+    """The library's "did call X go through?" (the page's and `history`'s) gives the state, what was sent and
+    the outcomes, and nothing (no error, no new ledger) before any run."""
     from batch_dispose.settings import Settings
+    from batch_dispose.web.service import call_history
 
     settings = Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports")
-    assert call_history(settings, "1000") == ([], [])
+    assert call_history(settings, "1000")["known"] is False
     assert not default_ledger().exists()
     cli("run", write_csv(tmp_path / "calls.csv", rows_of(1)), *_base(sim))
-    records, events = call_history(settings, "1000")
-    assert records[0].disposed and records[0].log_id == 5000 and events[0].status == "disposed"
+    answer = call_history(settings, "1000")
+    host = answer["hosts"][0]
+    assert host["disposed_at"] and host["sent"]["logID"] == 5000 and answer["events"][0]["status"] == "disposed"
