@@ -74,7 +74,7 @@ def examine(settings: Settings, *, config_file: Path | None, environ: Mapping[st
     environ = os.environ if environ is None else environ
     rows = tuple((name, value, settings.sources.get(name, "default")) for name, value in settings.described())
     checks = (check_token(settings.token_file, environ), check_dispositions(settings.dispositions),
-              check_ledger(settings.ledger_path, old=getattr(settings, "old_ledger_path", None)),
+              check_ledger(settings.ledger_path, old=settings.old_ledger_path),
               check_reports_dir(settings.reports_dir),
               check_base_url(settings.base_url))
     return Setup(config_file, rows, token_origin(settings.token_file, environ), checks)
@@ -155,9 +155,6 @@ def check_ledger(path: Path, *, old: Path | None = None) -> Check:
     if not os.access(path, os.R_OK | os.W_OK):
         return Check("ledger", False, f"the ledger {path} cannot be written by this user; give this user write "
                      f"access to it (or run as its owner).")
-    if path.stat().st_size == 0:
-        return Check("ledger", False, f"the ledger {path} is empty (0 bytes), so it holds no record of what was "
-                     f"sent; restore it from a backup, or move it aside to start a new ledger.")
     try:
         with Ledger.open(path, lock=False) as ledger:
             runs = len(ledger.runs(limit=1_000_000))
