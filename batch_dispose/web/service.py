@@ -139,7 +139,7 @@ class Check:
     warnings: list[str]
     duplicates: int
     to_send: int
-    ignored: int | None  # rows that are not calls (footers…), once the loader counts them
+    ignored: int  # rows that are not calls (footers, helper formulas dragged down)
     index: dict[int, int] = field(default_factory=dict)  # row number -> position
 
     def problems(self, limit: int | None = None) -> list[dict[str, object]]:
@@ -166,7 +166,7 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     statuses = [status.value for status in results.status]
     duplicates = sum(1 for message in results.message if "is a duplicate of row" in message)
     return Check(rows=list(table.rows), status=statuses, message=list(results.message), counts=counts,
-                 ignored=getattr(table, "ignored", None),
+                 ignored=table.ignored,
                  columns=describe_columns(table), previews=[preview(settings.base_url, call) for call in to_send[:3]],
                  warnings=list(decided.warnings), duplicates=duplicates, to_send=len(to_send),
                  index={row: position for position, row in enumerate(table.rows)})
@@ -175,10 +175,9 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
 def describe_columns(table: Table) -> dict[str, Any]:
     """Which sheet and header row were read, which column became each field, which are carried."""
     used = set(table.fields.values())
-    header_row = (table.rows[0] - 1) if table.rows else None  # the row just above the first data row, usually
     return {
         "sheet": table.sheet,
-        "header_row": getattr(table, "header_row", header_row),
+        "header_row": table.header_row,
         "fields": {name: (table.headers[table.fields[name]] if name in table.fields else None) for name in FIELDS},
         "carried": [header or f"(column {position + 1})" for position, header in enumerate(table.headers)
                     if position not in used],
