@@ -1,9 +1,20 @@
-"""Placing finished files without ever replacing one: results workbooks, swept inbox files."""
+"""Files on disk: placing finished ones without ever replacing one (results workbooks, swept inbox
+files), and the fingerprint of a file's content."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (memory stays flat for any size); OSError if unreadable."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def move_unique(source: Path, folder: Path, stem: str, suffix: str) -> Path:

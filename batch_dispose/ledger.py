@@ -164,21 +164,15 @@ class Ledger:
         """Merge in, once, a ledger left at the old default place (REPORTS_DIR/ledger.sqlite), holding its lock
         too, then rename it aside (`ledger.sqlite.merged-YYYYmmdd`) so it is not merged again. Returns the line
         that says so, or None when there is nothing to take over."""
-        import hashlib
-
-        from .files import move_unique
+        from .files import move_unique, sha256_of
         from .ledgerfile import merge
 
         if old is None or not (old.exists() or wal_of(old).exists()) or old.resolve() == self.path.resolve():
             return None
         with Ledger.open(old) as previous:  # its lock, its health check, migration and recovery
             previous.checkpoint()
-            digest = hashlib.sha256()
-            with open(old, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
             try:
-                merged = merge(self._db, old, digest.hexdigest())
+                merged = merge(self._db, old, sha256_of(old))
             except sqlite3.Error as exc:
                 raise write_error(self.path, exc) from None
         aside = move_unique(old, old.parent, f"{old.name}.merged-{utc_now().strftime('%Y%m%d')}", "")

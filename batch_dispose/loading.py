@@ -20,6 +20,7 @@ from pathlib import Path
 from . import grids
 from .calls import Kinds, RowNumbers
 from .errors import InputFileError
+from .files import sha256_of
 from .grids import Row, error, get
 from .headers import (
     FIELDS,
@@ -99,14 +100,10 @@ class Table:
         yield from book.rows(sheet)
 
     def _unchanged(self) -> bool:
-        digest = hashlib.sha256()
         try:
-            with open(self.path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            return sha256_of(self.path) == self.sha256
         except OSError:
             return False
-        return digest.hexdigest() == self.sha256
 
     @property
     def columns(self) -> tuple[list[str], ...]:

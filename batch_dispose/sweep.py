@@ -14,7 +14,6 @@ during the sweep is said so, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
-from .files import move_unique
+from .files import move_unique, sha256_of
 from .loading import FORMATS
 from .models import ExitCode, FileResult, StopReason
 
@@ -57,13 +56,10 @@ class Fingerprint:
     def of(cls, path: Path) -> Fingerprint | None:
         try:
             before = path.stat()
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            sha256 = sha256_of(path)
         except OSError:
             return None
-        return cls(before.st_size, before.st_mtime_ns, digest.hexdigest())
+        return cls(before.st_size, before.st_mtime_ns, sha256)
 
 
 @dataclass
