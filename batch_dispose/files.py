@@ -7,6 +7,10 @@ import hashlib
 import os
 from pathlib import Path
 
+#: os.open flags for a file this process creates and nobody else may have placed: a name that exists
+#: already (or a planted symlink) is refused, never followed or reused.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
 
 def sha256_of(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in 1 MiB blocks (memory stays flat for any size); OSError if unreadable."""

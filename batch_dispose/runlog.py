@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import RunLogError, UsageError
+from .files import NEW_FILE
 from .models import Outcome, iso, utc_now
 
 _LIVE = re.compile(r"(?P<stem>.+-results-\d{8}-\d{6})\.(?P<pid>\d+)\.log")
 Opener = Callable[[str, int, int], int]  # os.open's shape: a seam for tests (a full disk is /dev/full)
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class RunLog:
@@ -42,7 +42,7 @@ class RunLog:
         for attempt in range(100):
             self.path = folder / (f"{base}.log" if not attempt else f"{base}-{attempt}.log")
             try:
-                descriptor = opener(str(self.path), _FLAGS, 0o644)
+                descriptor = opener(str(self.path), NEW_FILE | os.O_APPEND, 0o644)
                 break
             except FileExistsError:  # a file (or a planted symlink) is there: never follow or reuse it
                 continue

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from . import grids
-from .files import move_unique
+from .files import NEW_FILE, move_unique
 from .loading import RESULT_COLUMNS, Table, cell_text
 from .models import RowResults, Status
 
@@ -95,7 +95,7 @@ def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str
     _remove_stale_temporaries(reports_dir)
     stem = f"{input_stem(table.path)}-{kind}-{started.astimezone().strftime('%Y%m%d-%H%M%S')}"
     temporary = reports_dir / f".{stem}.{secrets.token_hex(4)}.{os.getpid()}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    descriptor = os.open(temporary, NEW_FILE, 0o644)
     try:
         with open(descriptor, "wb") as handle:
             _write_package(handle, table, results, summary, notes or {})
