@@ -73,7 +73,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             limit=self._connections,
             keepalive_timeout=KEEPALIVE_S,
-            ssl=ssl.create_default_context(),
+            ssl=True,  # verified: aiohttp's default context (the system's CAs), built once when it is imported
         )
         return aiohttp.ClientSession(
             connector=connector,
