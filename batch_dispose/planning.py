@@ -107,6 +107,8 @@ def _settle_by_history(table: Table, settings: Settings, requests: Sequence[Call
     from .prior import decide
 
     known = history([call.call_id for call in requests]) if history and requests else {}
+    if not known and table.prior_status is None:  # nothing earlier runs say (a first run): every valid row goes
+        return requests, {}, set(), 0
     to_send: Selection | list[CallRequest] = (requests.subset() if isinstance(requests, Calls | Selection)
                                               else [])  # compact, in input order
     notes: dict[int, str] = {}
