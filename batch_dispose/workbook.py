@@ -14,6 +14,7 @@ following a planted link), fsynced, and linked to its final name, never an exist
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -74,6 +75,8 @@ def local_time(moment: str | datetime) -> str:
     if not moment:
         return ""
     if isinstance(moment, str):
+        if len(moment) == 24 and moment[19] == "." and moment[23] == "Z":  # models.iso_now(): one a second
+            return _local_second(moment[:19])
         try:
             parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
         except ValueError:
@@ -82,6 +85,12 @@ def local_time(moment: str | datetime) -> str:
     if moment.tzinfo is None:
         return moment.isoformat(timespec="seconds")
     return moment.astimezone().isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=256)
+def _local_second(utc: str) -> str:
+    """A UTC second (2026-11-30T05:35:02) in local time: the outcomes of one second share one conversion."""
+    return datetime.fromisoformat(utc + "+00:00").astimezone().isoformat(timespec="seconds")
 
 
 def write_results(table: Table, results: RowResults, summary: Sequence[tuple[str, object]], *,
