@@ -1,6 +1,7 @@
 """The measured clients of bench/send.py, each run in its own process (pinned to a core by send.py).
 
     python bench/_workers.py KIND --url URL --csv FILE [--concurrency 16] [--limit N] [--reports DIR] [--profile]
+                             [--journal ledger|handoff|none]
 
 KIND is one of:
   sequential     a plain loop with httpx.Client, one PATCH per row (what an ops engineer writes)
@@ -8,7 +9,8 @@ KIND is one of:
   httpx-threads  httpx.Client shared by --concurrency threads
   aiohttp        raw aiohttp, TCPConnector(limit=--concurrency) and a semaphore
   tool           batch_dispose.job.run_files in-process: the sending phase is timed from the reporter's
-                 file_started to the last outcome (the ledger, run log and runner all included)
+                 file_started to the last outcome (the ledger, run log and runner all included); with
+                 --journal handoff or none, the ledger's commits are replaced to price them (bench/journal.py)
 
 The bare clients do no validation, keep no ledger and write nothing; each sends the API's PATCH with a
 JSON body and reads and parses the reply. Rows are read from the CSV before the clock starts. Prints one
@@ -125,7 +127,8 @@ class TimingReporter:
         self.marks["finished"] = time.perf_counter()
 
 
-def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: bool) -> dict[str, object]:
+def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: bool,
+         journal: str = "ledger") -> dict[str, object]:
     # What the send phase imports lazily, imported up front so the clock does not see it.
     from batch_dispose.client import base_url_for
     from batch_dispose.credentials import Secret
@@ -139,6 +142,8 @@ def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: boo
 
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         timers = _instrument_ledger()
+    if journal != "ledger":
+        _replace_journal(journal)
     reporter = TimingReporter(profiler)
     # Its own ledger beside its reports: a fresh one, whichever runs used this server before.
     settings = Settings(base_url=base_url_for(base_url=url), concurrency=concurrency, reports_dir=reports,
@@ -157,6 +162,25 @@ def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: boo
     if profiler is not None:
         print(_profile_report(profiler, seconds, timers, concurrency), flush=True)
     return report
+
+
+def _replace_journal(journal: str) -> None:
+    """For bench/journal.py only, to price the ledger's part of a run: `handoff` keeps the hand-off of every
+    commit to the ledger's thread and back but writes nothing; `none` awaits nothing at all. Never a
+    product setting: without the ledger's commits nothing is durable."""
+    from batch_dispose import ledger
+
+    async def handoff(self, finished, starting) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.get_running_loop().run_in_executor(self._ledger.writer, _nothing)
+
+    async def nothing(self, finished, starting) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    ledger.RunJournal.commit = handoff if journal == "handoff" else nothing  # type: ignore[method-assign]
+
+
+def _nothing() -> None:
+    return None
 
 
 def _instrument_ledger() -> dict[str, float]:
@@ -313,10 +337,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--reports", type=Path, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--journal", choices=("ledger", "handoff", "none"), default="ledger",
+                        help="tool only: the ledger's commits as they are, the thread hand-off alone, or none")
     options = parser.parse_args()
     if options.kind == "tool":
         assert options.reports is not None, "tool needs --reports"
-        report = tool(options.url, options.csv, options.concurrency, options.reports, options.profile)
+        report = tool(options.url, options.csv, options.concurrency, options.reports, options.profile,
+                      options.journal)
     else:
         rows = read_rows(options.csv, options.limit)
         import aiohttp  # noqa: F401  (imports outside the clock)
