@@ -420,7 +420,9 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .history import ask
 
-    answer = ask(_settings(args).ledger_path, call_ids=args.call_ids, run_id=args.run, limit=args.limit)
+    settings = _settings(args)
+    answer = ask(settings.ledger_path, call_ids=args.call_ids, run_id=args.run, limit=args.limit,
+                 old=settings.old_ledger_path)
     print(json.dumps(answer.data) if args.json else "\n".join(answer.lines), file=out)
     return ExitCode.OK
 

@@ -76,8 +76,19 @@ class Answer:
     lines: list[str]
 
 
-def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, limit: int = DEFAULT_LIMIT) -> Answer:
-    """One run's outcomes (`run_id`), the calls asked about, or (neither) the recent runs."""
+def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, limit: int = DEFAULT_LIMIT,
+        old: Path | None = None) -> Answer:
+    """One run's outcomes (`run_id`), the calls asked about, or (neither) the recent runs.
+
+    `old` is where the ledger was by default before it moved (REPORTS_DIR/ledger.sqlite). Until a run merges
+    it in, it still holds what was sent before the upgrade: with no ledger at `path` yet it answers
+    everything, and beside one it answers for the calls `path` does not know. So an upgrade never makes a
+    sent call look unsent."""
+    waiting = old if old is not None and old.is_file() and not _same_file(old, path) else None
+    if waiting is not None and not path.is_file():
+        answer = ask(waiting, call_ids=call_ids, run_id=run_id, limit=limit)
+        answer.lines.insert(0, f"(the ledger at its old place, {waiting}; the next run moves it into {path})")
+        return answer
     data: dict[str, Any] = {"ledger": str(path)}
     lines: list[str] = []
     with reading(path) as ledger:
@@ -88,13 +99,36 @@ def ask(path: Path, *, call_ids: Sequence[str] = (), run_id: int | None = None, 
             lines += [f"  (the newest {limit} outcomes; --limit N shows more)"] if more else []
         if call_ids:
             calls = call_records(ledger, call_ids, limit)
-            data["calls"] = {record.call_id: record.to_json() for record in calls}
-            lines += call_lines(calls, limit)
+            earlier = _known_in(waiting, [record.call_id for record in calls if not record.known], limit)
+            data["calls"] = {record.call_id: {**earlier[record.call_id].to_json(), "ledger": str(waiting)}
+                             if record.call_id in earlier else record.to_json() for record in calls}
+            lines += call_lines([record for record in calls if record.call_id not in earlier], limit)
+            if earlier:
+                lines.append(f"in the ledger at its old place ({waiting}; the next run merges it in):")
+                lines += call_lines(list(earlier.values()), limit)
         if run_id is None and not call_ids:
             runs, more = recent_runs(ledger, limit)
             data |= {"runs": [run.to_json() for run in runs], "more_runs": more}
             lines += run_lines(runs, more, limit)
+            if waiting is not None:
+                lines.append(f"Runs from before the ledger moved are in {waiting} until the next run merges them "
+                             f"in (`history --ledger {waiting}` shows them).")
     return Answer(data, lines)
+
+
+def _known_in(ledger_path: Path | None, call_ids: Sequence[str], limit: int) -> dict[str, CallRecord]:
+    """The records a ledger still at the old place has of these calls (only the calls it knows)."""
+    if ledger_path is None or not call_ids:
+        return {}
+    with reading(ledger_path) as ledger:
+        return {record.call_id: record for record in call_records(ledger, call_ids, limit) if record.known}
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.resolve() == other.resolve()
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -396,3 +396,28 @@ def test_call_history_answers_from_the_users_ledger_without_one_too(cli, sim, tm
     answer = call_history(settings, "1000")
     host = answer["hosts"][0]
     assert host["disposed_at"] and host["sent"]["logID"] == 5000 and answer["events"][0]["status"] == "disposed"
+
+
+def test_history_after_an_upgrade_answers_from_the_ledger_at_its_old_place(cli, sim, tmp_path: Path) -> None:
+    """Before the first run of the new version merges reports/ledger.sqlite in, "did call X go through?" is
+    answered from it (the CLI and the page), not "no record": an upgrade never makes a sent call look unsent."""
+    from batch_dispose.settings import Settings
+    from batch_dispose.web.service import call_history
+
+    old = tmp_path / "reports" / "ledger.sqlite"
+    _v1_ledger(old, sim.base_url, ["1000"])
+    shown = cli("history", "1000")
+    assert shown.code == 0, shown.err
+    assert f"1000 on {sim.base_url}: disposed" in shown.out and str(old) in shown.out
+    assert cli("history", "1000", "--json").json()["calls"]["1000"]["known"] is True
+    assert call_history(Settings(base_url=sim.base_url, reports_dir=tmp_path / "reports"), "1000")["known"] is True
+    assert not default_ledger().exists()  # reading never makes the new ledger
+
+    old.rename(tmp_path / "kept.sqlite")  # the user's ledger now exists (a run), and an old one appears beside it
+    cli("run", write_csv(tmp_path / "calls.csv", [["2000", 7, "Callback", ""]]), *_base(sim))
+    (tmp_path / "kept.sqlite").rename(old)
+    both = cli("history", "1000", "2000", "--json").json()["calls"]
+    assert both["1000"]["known"] and both["1000"]["ledger"] == str(old)
+    assert both["2000"]["known"] and "ledger" not in both["2000"]
+    lines = cli("history", "1000", "2000").out
+    assert lines.index(f"2000 on {sim.base_url}: disposed") < lines.index("old place") < lines.index("1000 on ")

@@ -220,9 +220,9 @@ def run_history(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     """The runs the ledger knows (the page's, the CLI's, cron's), newest first: `history --json`'s runs."""
     from ..history import ask
 
-    if not settings.ledger_path.is_file():
+    if not _any_ledger(settings):
         return []
-    return list(ask(settings.ledger_path, limit=limit).data["runs"])
+    return list(ask(settings.ledger_path, limit=limit, old=settings.old_ledger_path).data["runs"])
 
 
 def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str, Any]:
@@ -230,9 +230,16 @@ def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str,
     on each host, and every recorded outcome, newest first."""
     from ..history import ask
 
-    if not settings.ledger_path.is_file():
+    if not _any_ledger(settings):
         return {"call": call_id, "known": False, "hosts": [], "events": [], "more_events": False}
-    return {"call": call_id, **ask(settings.ledger_path, call_ids=[call_id], limit=limit).data["calls"][call_id]}
+    answer = ask(settings.ledger_path, call_ids=[call_id], limit=limit, old=settings.old_ledger_path)
+    return {"call": call_id, **answer.data["calls"][call_id]}
+
+
+def _any_ledger(settings: Settings) -> bool:
+    """The user's ledger, or one still at the old default place that the next run merges in."""
+    old = settings.old_ledger_path
+    return settings.ledger_path.is_file() or (old is not None and old.is_file())
 
 
 def summary(result: FileResult) -> dict[str, object]:
