@@ -40,6 +40,7 @@ class Plan:
     notes: dict[int, str]  # row index -> why it is sent although an earlier run settled it
     resent_unknown: set[int] = field(default_factory=set)  # row indexes re-sent with --retry-unknown
     edited: dict[int, str] = field(default_factory=dict)  # row index -> what a person changed, for its message
+    duplicates: set[int] = field(default_factory=set)  # row indexes invalid as a repeat of an earlier callID
 
 
 def load_table(path: Path, settings: Settings) -> Table:
@@ -95,7 +96,7 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
         warnings.append(f"skipped with different content: {changed} (already disposed, but the file now says "
                         f"something else than what was sent; each row's message names both values). Nothing was "
                         f"sent again; --force would send them.")
-    return Plan(table, results, to_send, warnings, notes, resent_unknown, edited)
+    return Plan(table, results, to_send, warnings, notes, resent_unknown, edited, validation.duplicates)
 
 
 def _settle_by_history(table: Table, settings: Settings, requests: Sequence[CallRequest], results: RowResults,

@@ -72,6 +72,7 @@ class Validation:
     messages: dict[int, str]  # table row index -> why the row is invalid
     requests: Calls  # the valid rows, in input order (a compact sequence of CallRequests)
     warnings: list[str] = field(default_factory=list)  # about the file as a whole (look-alike dispositions)
+    duplicates: set[int] = field(default_factory=set)  # table row indexes whose callID repeats an earlier row's
 
 
 def row_schema(allowed: Sequence[str] | None = None, call_id_pattern: str | None = None) -> pa.DataFrameSchema:
@@ -173,6 +174,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     schema = row_schema(allowed, call_id_pattern)
     canonical = {name.casefold(): name for name in allowed} if allowed is not None else None
     messages: dict[int, str] = {}
+    duplicates: set[int] = set()
     requests = Calls(table.rows)
     all_ids = normalize_ids(table.field_cells("callID"))  # the same string objects where nothing changed
     first = first_rows(all_ids)
@@ -181,7 +183,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     for start in range(0, len(table), CHUNK):
         stop = min(start + CHUNK, len(table))
         frame = normalize(table, start, stop, first, all_ids.iloc[start:stop])
-        chunk = _messages(schema, frame, table, first, allowed, call_id_pattern)
+        chunk = _messages(schema, frame, table, first, allowed, call_id_pattern, duplicates)
         messages.update(chunk)
         for index, (call_id, log_id, disposition, notes) in enumerate(
             zip(frame["callID"], frame["logID"], frame["disposition"], frame["notes"], strict=True), start=start
@@ -197,7 +199,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     warnings = look_alike_dispositions(dispositions) if allowed is None else []
     if dated and call_id_pattern is None:
         warnings.append(_dated_warning(table, all_ids, dated))
-    return Validation(messages=messages, requests=requests, warnings=warnings)
+    return Validation(messages=messages, requests=requests, warnings=warnings, duplicates=duplicates)
 
 
 def normalize_ids(cells: Sequence[str], start: int = 0) -> pd.Series:
@@ -209,7 +211,10 @@ def normalize_ids(cells: Sequence[str], start: int = 0) -> pd.Series:
 
 
 def _messages(schema: pa.DataFrameSchema, frame: pd.DataFrame, table: Table, first: Mapping[str, int],
-              allowed: Sequence[str] | None, call_id_pattern: str | None) -> dict[int, str]:
+              allowed: Sequence[str] | None, call_id_pattern: str | None,
+              duplicates: set[int] | None = None) -> dict[int, str]:
+    """Why each invalid row of `frame` is invalid (one sentence a row); the rows whose callID repeats an
+    earlier row's are added to `duplicates`."""
     failures: dict[int, dict[str, str]] = {}  # row index -> field -> check name (highest priority)
     try:
         schema.validate(frame, lazy=True)
@@ -224,6 +229,8 @@ def _messages(schema: pa.DataFrameSchema, frame: pd.DataFrame, table: Table, fir
             if field_name not in held or PRIORITY[name] < PRIORITY[held[field_name]]:
                 held[field_name] = name
     rows = {value: table.rows[index] for value, index in first.items()} if failures else {}
+    if duplicates is not None:
+        duplicates.update(index for index, fields in failures.items() if fields.get("callID") == "callID.duplicate")
     return {index: _sentence(frame.loc[index], fields, rows, allowed, call_id_pattern)
             for index, fields in sorted(failures.items())}
 

@@ -147,6 +147,18 @@ def test_upload_name_never_becomes_a_path(make_page, sim, tmp_path: Path) -> Non
     assert not (tmp_path.parent / "evil.csv").exists()
 
 
+def test_duplicates_count_the_rows_that_repeat_a_call_even_with_another_problem(make_page, sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The page's "duplicates" figure counts the rows invalid as repeats of an earlier callID (whatever else is
+    wrong with them), and follows a fix made in the page."""
+    page = make_page(sim)
+    rows = [["1000", 1, "Interested", ""], ["1001", 2, "Interested", ""], ["1000", 3, "Interested", "again"],
+            ["1001", "x", "Interested", "again, bad logID"], ["C5", "y", "Interested", "bad logID only"]]
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
+    assert upload["counts"]["invalid"] == 3 and upload["duplicates"] == 2
+    page.request("PATCH", f"/api/files/{upload['id']}/rows/4", json={"callID": "1002"})
+    assert page.request("GET", f"/api/files/{upload['id']}").json()["duplicates"] == 1
+
+
 def test_fixed_row_is_sent_with_the_fixed_values_and_excluded_row_is_not_sent(  # type: ignore[no-untyped-def]
         make_page, sim, tmp_path) -> None:
     """A row fixed by PATCH turns ready at once and is sent with the new values; an excluded row ends pending."""

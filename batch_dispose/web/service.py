@@ -164,7 +164,7 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     found = results.counts()
     counts = {name: found[Status(name)] for name in CHECK_STATUSES}
     statuses = [status.value for status in results.status]
-    duplicates = sum(1 for message in results.message if "is a duplicate of row" in message)
+    duplicates = sum(1 for index in decided.duplicates if results.status[index] is Status.INVALID)
     return Check(rows=list(table.rows), status=statuses, message=list(results.message), counts=counts,
                  ignored=table.ignored,
                  columns=describe_columns(table), previews=[preview(settings.base_url, call) for call in to_send[:3]],
