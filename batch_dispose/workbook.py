@@ -75,9 +75,9 @@ def local_time(moment: str | datetime) -> str:
     if not moment:
         return ""
     if isinstance(moment, str):
-        if len(moment) == 24 and moment[19] == "." and moment[23] == "Z":  # models.iso_now(): one a second
-            return _local_second(moment[:19])
         try:
+            if len(moment) == 24 and moment[19] == "." and moment[23] == "Z":  # models.iso_now(): one a second
+                return _local_second(moment[:19])
             parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
         except ValueError:
             return moment
