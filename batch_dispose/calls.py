@@ -65,6 +65,71 @@ class Kinds(Sequence[str]):
     __hash__ = None  # type: ignore[assignment]
 
 
+class NumberTexts(Sequence[str]):
+    """A column of texts that are mostly whole numbers (logIDs) in 8 bytes a row instead of about 65.
+
+    A text that is exactly a whole number's own spelling (`87278`: ASCII digits, no leading zero, at most
+    18 of them) is kept as the number; any other text (`87278.0`, `abc`, blank) is kept as itself. It reads
+    back as the same texts and equals a list of them. A column where other texts are common (a CSV whose
+    logIDs all end in `.0`) turns into a plain list, so it never takes more than a list would."""
+
+    def __init__(self) -> None:
+        self._numbers: array[int] | None = array("q")
+        self._texts: dict[int, str] = {}  # position -> a text that is not a number's own spelling
+        self._list: list[str] | None = None
+
+    def append(self, text: str) -> None:
+        if self._list is not None:
+            self._list.append(text)
+            return
+        numbers = self._numbers
+        assert numbers is not None
+        if text.isdigit() and text.isascii() and len(text) <= 18 and (text[0] != "0" or text == "0"):
+            numbers.append(int(text))
+            return
+        self._texts[len(numbers)] = text
+        numbers.append(0)
+        if len(self._texts) > 1000 and 4 * len(self._texts) > len(numbers):  # mostly other texts: a list
+            self._list = list(self)
+            self._numbers, self._texts = None, {}
+
+    def __len__(self) -> int:
+        return len(self._list) if self._list is not None else len(self._numbers or ())
+
+    def _at(self, position: int) -> str:
+        text = self._texts.get(position)
+        return text if text is not None else str(self._numbers[position])  # type: ignore[index]
+
+    @overload
+    def __getitem__(self, position: int) -> str: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[str]: ...
+
+    def __getitem__(self, position: int | slice) -> str | list[str]:
+        if self._list is not None:
+            return self._list[position]
+        if isinstance(position, slice):
+            return [self._at(n) for n in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(position)
+        return self._at(position)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._list is not None:
+            return iter(self._list)
+        return (self._at(n) for n in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class _Requests(Sequence[CallRequest]):
     """A compact sequence of requests: subclasses build the one at a position (`_at`)."""
 

@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from . import grids
-from .calls import Kinds, RowNumbers
+from .calls import Kinds, NumberTexts, RowNumbers
 from .errors import InputFileError
 from .files import sha256_of
 from .grids import Row, error, get
@@ -62,7 +62,7 @@ class Table:
     headers: tuple[str, ...]  # the input's own column headers, as read (result columns removed)
     positions: tuple[int, ...]  # the file's column position of each header
     header_row: int  # the header's own row number
-    cells: dict[str, list[str]]  # field -> its text cells, one per call row (notes: absent when no column)
+    cells: Mapping[str, Sequence[str]]  # field -> its text cells, one per call row (notes: absent when no column)
     rows: Sequence[int]  # the row number a spreadsheet shows for each call row (a calls.RowNumbers)
     fields: dict[str, int]  # field name -> index into headers (notes may be absent)
     kinds: Mapping[str, Sequence[str]]  # "callID"/"logID" -> per-row cell kind ("", "date", "bool")
@@ -78,7 +78,7 @@ class Table:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def field_cells(self, name: str) -> list[str]:
+    def field_cells(self, name: str) -> Sequence[str]:
         """The text cells of one field; all blank when the column is absent (notes)."""
         return self.cells.get(name) or [""] * len(self.rows)
 
@@ -121,7 +121,8 @@ class Table:
             found[index][:] = self.field_cells(name)
         return found
 
-    def with_cells(self, cells: dict[str, list[str]], kinds: Mapping[str, Sequence[str]] | None = None) -> Table:
+    def with_cells(self, cells: Mapping[str, Sequence[str]], kinds: Mapping[str, Sequence[str]] | None = None,
+                   ) -> Table:
         """The same table with other field cells (edits made in the page), and their kinds if they changed."""
         from dataclasses import replace
 
@@ -299,7 +300,8 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     headers = [text.strip() for text in _texts(header_raw)]
     fields, result_positions, warnings = map_columns(path, headers, mapping)
     field_positions = [fields.get(name) for name in FIELDS]
-    texts: dict[str, list[str]] = {name: [] for name in FIELDS}
+    texts: dict[str, list[str] | NumberTexts] = {name: [] for name in FIELDS}
+    texts["logID"] = NumberTexts()  # logIDs are whole numbers: 8 bytes a row, not a string each
     appends = [texts[name].append for name in FIELDS]
     kinds = {"callID": Kinds(), "logID": Kinds()}
     status_pos, finished_pos = result_positions.get("status"), result_positions.get("finished_at")

@@ -433,6 +433,18 @@ def test_csv_cells_are_kept_exactly_as_written(tmp_path: Path) -> None:
     assert table.kinds == {"callID": ["", ""], "logID": ["", ""]}
 
 
+def test_logids_read_back_exactly_as_written_from_their_compact_column(tmp_path: Path) -> None:
+    """logIDs are kept as numbers where the text is a number's own spelling, and as text otherwise; either
+    way every cell reads back exactly as written (a CSV whose logIDs are all `N.0` too)."""
+    odd = ["87278", "0", "087", "87278.0", "", "abc", "1234567890123456789", "٣", " 5", "-5", "+7"]
+    rows = [[f"C{n}", text, "Interested", ""] for n, text in enumerate(odd)]
+    assert load(write_csv(tmp_path / "odd.csv", rows)).field_cells("logID") == odd
+    decimals = [f"{n}.0" for n in range(3000)]
+    cells = load(write_csv(tmp_path / "decimals.csv", [[f"C{n}", text, "Interested", ""]
+                                                       for n, text in enumerate(decimals)])).field_cells("logID")
+    assert cells == decimals and cells[-1] == "2999.0" and cells[10:12] == ["10.0", "11.0"]
+
+
 # -- unusable files -----------------------------------------------------------------------------------
 
 def _truncated(ext: str) -> bytes:
