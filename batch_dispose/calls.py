@@ -18,10 +18,11 @@ from .models import CallRequest
 
 
 class RowNumbers(array):  # type: ignore[type-arg]
-    """Row numbers in 8 bytes each (a list of ints takes 36); equal to a list of the same numbers."""
+    """Row numbers in 4 bytes each (a list of ints takes 36; a sheet has at most 1,048,576 rows); equal to a
+    list of the same numbers."""
 
     def __new__(cls, numbers: Sequence[int] = ()) -> RowNumbers:
-        return super().__new__(cls, "l", numbers)  # type: ignore[return-value]
+        return super().__new__(cls, "i", numbers)  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, list):
@@ -166,7 +167,7 @@ class Calls(_Requests):
 
     def __init__(self, rows: Sequence[int]) -> None:
         self._rows = rows  # table index -> spreadsheet row number
-        self._index = array("l")
+        self._index = array("i")  # table indexes: a sheet has at most 1,048,576 rows
         self._log_id = array("q")
         self._call_id: list[str] = []
         self._disposition: list[str] = []
@@ -205,7 +206,7 @@ class Selection(_Requests):
 
     def __init__(self, calls: Calls) -> None:
         self._calls = calls
-        self._positions = array("l")
+        self._positions = array("i")
 
     def append(self, call: CallRequest) -> None:
         self._positions.append(self._calls.position(call.index))
