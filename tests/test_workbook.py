@@ -72,6 +72,23 @@ def test_sheet_is_set_up_for_people_and_reads_back_exactly(tmp_path: Path) -> No
     workbook.close()
 
 
+def test_result_columns_read_back_exactly_what_was_recorded(tmp_path: Path) -> None:
+    """The compact result columns give back each outcome as recorded: an outcome's time to the millisecond
+    (the workbook shows it in local time), a blank one, one of another shape as it is; no HTTP status as
+    blank, attempts as counted."""
+    table = load(write_csv(tmp_path / "day.csv", [[f"C{n}", n + 1, "Interested", ""] for n in range(4)]))
+    results = RowResults(len(table))
+    times = ["2026-11-27T16:07:01.007Z", "", "died before 2026-11-27T16:07:01", "2026-11-27T16:07:01.999Z"]
+    for index, at in enumerate(times):
+        results.set(index, Outcome(Status.DISPOSED if at else Status.UNKNOWN, "m", 200 if at else None, index, at))
+    assert results.finished_at == times and results.http_status == [200, None, 200, 200]
+    assert results.attempts == [0, 1, 2, 3] and results.status[1] is Status.UNKNOWN
+    path = write_results(table, results, [("Rows", 4)], reports_dir=tmp_path / "reports", started=STARTED)
+    sheet = load_workbook(path)["Results"]
+    assert [row[-1] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        local_time(times[0]), None, times[2], local_time(times[3])]
+
+
 def test_workbook_is_a_valid_package_libreoffice_and_calamine_can_read(tmp_path: Path) -> None:
     """The package holds the parts Excel needs, and calamine reads it back as a new input would."""
     path = _results(tmp_path, [["C1", 1, "Interested", "n", "A"]], [Status.DISPOSED])
