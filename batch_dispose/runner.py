@@ -145,9 +145,10 @@ class Runner:
         """Send every row (or until a stop); every started row is reported exactly once.
 
         Intents are committed a bounded step ahead of the free slots (`SendOptions.ahead` rows), so a slot
-        freed by a reply starts its next row at once instead of waiting for a commit. After a 403, new rows
-        start one at a time until a row succeeds again, so a wrong token costs at most the requests already
-        in flight plus the ones that complete the streak of three.
+        freed by a reply starts its next row at once instead of waiting for a commit. After a 403 or a row
+        with no usable reply, new rows start one at a time once those in flight are back, until a row gets a
+        real answer (`_probing`): a wrong token costs at most the requests already in flight plus the ones
+        that complete the streak of three, and a server that answers nothing only the requests in flight.
         """
         state, source = self._state, iter(requests)
         exhausted = False
@@ -196,17 +197,26 @@ class Runner:
         return self._options.concurrency - (state.active - state.waiting)
 
     def _wanted(self) -> int:
-        """How many committed-but-unstarted rows to hold: the free slots plus `ahead`; after a 403, one at a time."""
+        """How many committed-but-unstarted rows to hold: the free slots plus `ahead`; while probing (see
+        `_probing`), one at a time."""
         state = self._state
-        if state.unauthorized_streak:
+        if self._probing():
             return 1 if not state.active else 0
         return max(0, self._free()) + self._ahead
+
+    def _probing(self) -> bool:
+        """After a 403, or a row that got no usable reply (a hang, a reset, a 502), no new row starts while
+        others are in flight, and then one at a time, until a row gets a real answer: the rows already out
+        tell whether the server works, and each row started meanwhile could only be one more rejected or
+        unknown call. A working server answers another row within milliseconds, so this costs it nothing."""
+        state = self._state
+        return bool(state.unauthorized_streak or state.unknown_streak)
 
     def _fill(self) -> None:
         """Start committed rows while slots are free (called by the loop and by every row that ends)."""
         ready, state = self._ready, self._state
         while (ready and self._free() > 0 and state.waiting < MAX_WAITING
-               and (state.unauthorized_streak == 0 or not state.active)):
+               and (not self._probing() or not state.active)):
             if self._stopping():
                 return
             call = ready.popleft()

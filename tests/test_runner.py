@@ -373,6 +373,34 @@ def test_a_non_403_answer_resets_the_streak(pattern: list[Verdict]) -> None:
     assert len(sender.attempts) == 60 and len(result.reported) == 60
 
 
+def test_a_server_that_answers_nothing_gets_no_row_beyond_those_in_flight() -> None:
+    """Every request hangs until its timeout, the timeouts a few turns apart: once the first row ends with no
+    reply, no new row starts while the others are still out, so the run stops (UNRESPONSIVE) with exactly
+    the rows that were in flight unknown, not more."""
+
+    class Hanging(FakeSender):
+        async def attempt(self, call: CallRequest) -> Verdict:
+            self.attempts[call.call_id] += 1
+            for _ in range(3 * (call.index % 4) + 3):  # the timeouts of concurrent requests, spread out
+                await asyncio.sleep(0)
+            return SENT_UNKNOWN
+
+    sender = Hanging()
+    result = run(sender, rows(40), concurrency=4)
+    assert result.reason is StopReason.UNRESPONSIVE
+    assert len(sender.attempts) == 4 and result.statuses()[Status.UNKNOWN] == 4
+    unsent = [outcome for call_id, outcome in result.reported if call_id not in sender.attempts]
+    assert all(o.status is Status.PENDING and o.attempts == 0 for o in unsent), "committed ahead, never sent"
+
+
+def test_an_occasional_unknown_does_not_slow_a_working_server() -> None:
+    """One row in ten with no usable reply: every row is still sent, at full concurrency."""
+    sender = FakeSender(lambda call, attempt: SENT_UNKNOWN if call.index % 10 == 3 else OK, ticks=3)
+    result = run(sender, rows(200), concurrency=8)
+    assert result.reason is None and len(sender.attempts) == 200
+    assert result.statuses() == {Status.DISPOSED: 180, Status.UNKNOWN: 20} and sender.max_in_flight == 8
+
+
 # --- stopping --------------------------------------------------------------------------------
 
 
