@@ -217,7 +217,7 @@ class _Times(Sequence[str]):
                 second = int(datetime.fromisoformat(prefix + "+00:00").timestamp())
             except ValueError:
                 return self._OTHER
-            if self._text_of(second) != prefix:  # not exactly how iso_now writes it: kept as text
+            if second < 0 or self._text_of(second) != prefix:  # not as iso_now writes it: kept as text
                 return self._OTHER
             self._second = (prefix, second)
         return self._second[1] * 1000 + int(text[20:23])

@@ -78,7 +78,7 @@ def test_result_columns_read_back_exactly_what_was_recorded(tmp_path: Path) -> N
     blank, attempts as counted."""
     table = load(write_csv(tmp_path / "day.csv", [[f"C{n}", n + 1, "Interested", ""] for n in range(4)]))
     results = RowResults(len(table))
-    times = ["2026-11-27T16:07:01.007Z", "", "died before 2026-11-27T16:07:01", "2026-11-27T16:07:01.999Z"]
+    times = ["2026-11-27T16:07:01.007Z", "", "died before 2026-11-27T16:07:01", "1969-12-31T23:59:59.500Z"]
     for index, at in enumerate(times):
         results.set(index, Outcome(Status.DISPOSED if at else Status.UNKNOWN, "m", 200 if at else None, index, at))
     assert results.finished_at == times and results.http_status == [200, None, 200, 200]
