@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator, Sequence
-from typing import overload
+from collections.abc import Sequence
 
-from .models import CallRequest
+from .models import CallRequest, Column
 
 
 class RowNumbers(array):  # type: ignore[type-arg]
@@ -32,7 +31,7 @@ class RowNumbers(array):  # type: ignore[type-arg]
     __hash__ = None  # type: ignore[assignment]
 
 
-class Kinds(Sequence[str]):
+class Kinds(Column[str]):
     """A column of cell kinds ("", "date", "bool") in one byte a row; equal to a list of the same kinds."""
 
     NAMES = ("", "date", "bool")
@@ -46,27 +45,11 @@ class Kinds(Sequence[str]):
     def __len__(self) -> int:
         return len(self._codes)
 
-    @overload
-    def __getitem__(self, position: int) -> str: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[str]: ...
-
-    def __getitem__(self, position: int | slice) -> str | list[str]:
-        if isinstance(position, slice):
-            names = self.NAMES
-            return [names[code] for code in self._codes[position]]
+    def _at(self, position: int) -> str:
         return self.NAMES[self._codes[position]]
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return list(self) == list(other)
-        return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
-
-
-class NumberTexts(Sequence[str]):
+class NumberTexts(Column[str]):
     """A column of texts that are mostly whole numbers (logIDs) in 8 bytes a row instead of about 65.
 
     A text that is exactly a whole number's own spelling (`87278`: ASCII digits, no leading zero, at most
@@ -98,65 +81,14 @@ class NumberTexts(Sequence[str]):
         return len(self._list) if self._list is not None else len(self._numbers or ())
 
     def _at(self, position: int) -> str:
+        if self._list is not None:
+            return self._list[position]
         text = self._texts.get(position)
         return text if text is not None else str(self._numbers[position])  # type: ignore[index]
 
-    @overload
-    def __getitem__(self, position: int) -> str: ...
 
-    @overload
-    def __getitem__(self, position: slice) -> list[str]: ...
-
-    def __getitem__(self, position: int | slice) -> str | list[str]:
-        if self._list is not None:
-            return self._list[position]
-        if isinstance(position, slice):
-            return [self._at(n) for n in range(*position.indices(len(self)))]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError(position)
-        return self._at(position)
-
-    def __iter__(self) -> Iterator[str]:
-        if self._list is not None:
-            return iter(self._list)
-        return (self._at(n) for n in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class _Requests(Sequence[CallRequest]):
+class _Requests(Column[CallRequest]):
     """A compact sequence of requests: subclasses build the one at a position (`_at`)."""
-
-    def _at(self, position: int) -> CallRequest:
-        raise NotImplementedError
-
-    @overload
-    def __getitem__(self, position: int) -> CallRequest: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[CallRequest]: ...
-
-    def __getitem__(self, position: int | slice) -> CallRequest | list[CallRequest]:
-        if isinstance(position, slice):
-            return [self._at(n) for n in range(*position.indices(len(self)))]
-        return self._at(position)
-
-    def __iter__(self) -> Iterator[CallRequest]:
-        return (self._at(n) for n in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} requests)"

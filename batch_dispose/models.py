@@ -1,6 +1,6 @@
 """Shared vocabulary: statuses, exit codes, one row's request and outcome, a file's result.
 
-Frozen dataclasses, enums and a file's result columns; this module imports nothing of ours.
+Frozen dataclasses, enums, compact columns and a file's result columns; this module imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -137,15 +137,16 @@ class Activity:
     server_asked_s: float = 0.0  # what the server asked for, before the cap (86400 when it said a day)
 
 
-class _Compact(Sequence[_T]):
-    """A result column in one array (a byte or two a row, where a list takes eight): values go in as their
-    codes and come out as themselves; equal to a list of the same values."""
-
-    def __init__(self, codes: array[int], encode: Callable[[_T], int], decode: Callable[[int], _T]) -> None:
-        self._codes, self._encode, self._decode = codes, encode, decode
+class Column(Sequence[_T]):
+    """A compact sequence (one array or a few where a list would take a Python object a row): subclasses
+    say how long it is and make the value at a position (`_at`); indexing, slicing, iterating and equality
+    with a list of the same values are the same for all."""
 
     def __len__(self) -> int:
-        return len(self._codes)
+        raise NotImplementedError
+
+    def _at(self, position: int) -> _T:
+        raise NotImplementedError
 
     @overload
     def __getitem__(self, position: int) -> _T: ...
@@ -155,7 +156,35 @@ class _Compact(Sequence[_T]):
 
     def __getitem__(self, position: int | slice) -> _T | list[_T]:
         if isinstance(position, slice):
-            return [self._decode(code) for code in self._codes[position]]
+            return [self._at(n) for n in range(*position.indices(len(self)))]
+        if position < 0:  # past the end, each subclass's own array says IndexError
+            position += len(self)
+            if position < 0:
+                raise IndexError(position - len(self))
+        return self._at(position)
+
+    def __iter__(self) -> Iterator[_T]:
+        return (self._at(n) for n in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Compact(Column[_T]):
+    """A result column in one array (a byte or two a row, where a list takes eight): values go in as their
+    codes and come out as themselves."""
+
+    def __init__(self, codes: array[int], encode: Callable[[_T], int], decode: Callable[[int], _T]) -> None:
+        self._codes, self._encode, self._decode = codes, encode, decode
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def _at(self, position: int) -> _T:
         return self._decode(self._codes[position])
 
     def __setitem__(self, position: int, value: _T) -> None:
@@ -163,13 +192,6 @@ class _Compact(Sequence[_T]):
 
     def __iter__(self) -> Iterator[_T]:
         return map(self._decode, self._codes)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 _STATUSES = tuple(Status)
@@ -185,7 +207,7 @@ def _number(code: int) -> int | None:
     return None if code == _NO_NUMBER else code
 
 
-class _Times(Sequence[str]):
+class _Times(Column[str]):
     """The finished_at column: `iso_now()`'s texts (2026-11-30T05:35:02.123Z) as milliseconds in 8 bytes
     (a string takes about 80), "" as -1, any other text kept as itself. Reads back exactly as set."""
 
@@ -233,31 +255,6 @@ class _Times(Sequence[str]):
             return "" if code == self._BLANK else self._texts[position]
         second, millis = divmod(code, 1000)
         return f"{self._text_of(second)}.{millis:03d}Z"
-
-    @overload
-    def __getitem__(self, position: int) -> str: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[str]: ...
-
-    def __getitem__(self, position: int | slice) -> str | list[str]:
-        if isinstance(position, slice):
-            return [self._at(n) for n in range(*position.indices(len(self)))]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError(position)
-        return self._at(position)
-
-    def __iter__(self) -> Iterator[str]:
-        return (self._at(n) for n in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class RowResults:
