@@ -6,6 +6,7 @@ Frozen dataclasses, enums, compact columns and a file's result columns; this mod
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import time
 from array import array
@@ -71,16 +72,17 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # isoformat: 5x faster than strftime
 
 
-_SECOND: list[object] = [None, ""]  # the last whole second iso_now formatted, and its text
+@functools.lru_cache(maxsize=256)
+def _utc_second(second: int) -> str:
+    """A whole epoch second as iso_now writes it, without the fraction: 2026-11-27T16:07:00."""
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
 
 
 def iso_now() -> str:
     """`iso(utc_now())` for every outcome of a run: the date and time are formatted once a second."""
     now = time.time()
     second = int(now)
-    if second != _SECOND[0]:
-        _SECOND[:] = [second, datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]]
-    return f"{_SECOND[1]}.{int((now - second) * 1000):03d}Z"
+    return f"{_utc_second(second)}.{int((now - second) * 1000):03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,6 @@ class _Times(Column[str]):
         self._codes = array("q", [self._BLANK]) * rows
         self._texts: dict[int, str] = {}  # position -> a text of another shape
         self._second: tuple[str, int] = ("", 0)  # the last second parsed: its text, its epoch second
-        self._shown: tuple[int, str] = (-1, "")  # the last second shown: its epoch second, its text
 
     def __len__(self) -> int:
         return len(self._codes)
@@ -239,22 +240,17 @@ class _Times(Column[str]):
                 second = int(datetime.fromisoformat(prefix + "+00:00").timestamp())
             except ValueError:
                 return self._OTHER
-            if second < 0 or self._text_of(second) != prefix:  # not as iso_now writes it: kept as text
+            if second < 0 or _utc_second(second) != prefix:  # not as iso_now writes it: kept as text
                 return self._OTHER
             self._second = (prefix, second)
         return self._second[1] * 1000 + int(text[20:23])
-
-    def _text_of(self, second: int) -> str:
-        if second != self._shown[0]:
-            self._shown = (second, datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6])
-        return self._shown[1]
 
     def _at(self, position: int) -> str:
         code = self._codes[position]
         if code < 0:
             return "" if code == self._BLANK else self._texts[position]
         second, millis = divmod(code, 1000)
-        return f"{self._text_of(second)}.{millis:03d}Z"
+        return f"{_utc_second(second)}.{millis:03d}Z"
 
 
 class RowResults:
