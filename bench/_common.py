@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import random
 import resource
@@ -105,6 +106,28 @@ def measure(cmd: Sequence[str], *, core: int | None = CLIENT_CORE, env: dict[str
         err.seek(0)
         return Measured(process.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
                         out.read(), err.read())
+
+
+def worker_process(kind: str, url: str, csv_path: Path, concurrency: int, *, limit: int | None = None,
+                   reports: Path | None = None, profile: bool = False, journal: str | None = None,
+                   ) -> tuple[dict, str, Measured]:  # type: ignore[type-arg]
+    """A measured client in its own process: its JSON report (the timed sending loop), its other output, and
+    the process as a whole (wall time from process start to exit: interpreter, imports, reading the CSV)."""
+    command = [PYTHON, str(BENCH / "_workers.py"), kind, "--url", url, "--csv", str(csv_path),
+               "--concurrency", str(concurrency)]
+    if limit:
+        command += ["--limit", str(limit)]
+    if reports is not None:
+        command += ["--reports", str(reports)]
+    if profile:
+        command.append("--profile")
+    if journal is not None:
+        command += ["--journal", journal]
+    done = measure(command, env=tool_env(), cwd=csv_path.parent)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} {journal or ''} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    lines = done.stdout.rstrip().splitlines()
+    return json.loads(lines[-1]), "\n".join(lines[:-1]), done
 
 
 def tool_env() -> dict[str, str]:

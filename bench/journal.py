@@ -13,45 +13,32 @@ variants other than `ledger` exist only here: without the ledger's commits nothi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH, PYTHON, LightServer, machine, measure, pinning_note, scratch, table, tool_env, write_csv
+from _common import LightServer, machine, pinning_note, scratch, table, worker_process, write_csv
 
-CLIENTS = (("tool, ledger as it is", ["tool", "--journal", "ledger"]),
-           ("tool, hand-off only", ["tool", "--journal", "handoff"]),
-           ("tool, no ledger", ["tool", "--journal", "none"]),
-           ("raw aiohttp", ["aiohttp"]))
-
-
-def one(kind: list[str], url: str, csv_path: Path, concurrency: int, reports: Path) -> dict:  # type: ignore[type-arg]
-    command = [PYTHON, str(BENCH / "_workers.py"), *kind[:1], "--url", url, "--csv", str(csv_path),
-               "--concurrency", str(concurrency), *kind[1:]]
-    if kind[0] == "tool":
-        reports.mkdir()
-        command += ["--reports", str(reports)]
-    done = measure(command, env=tool_env(), cwd=csv_path.parent)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(kind)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.rstrip().splitlines()[-1])  # type: ignore[no-any-return]
+CLIENTS = (("tool, ledger as it is", "tool", "ledger"), ("tool, hand-off only", "tool", "handoff"),
+           ("tool, no ledger", "tool", "none"), ("raw aiohttp", "aiohttp", None))
 
 
 def latency(folder: Path, csv_path: Path, latency_ms: float, rounds: int, concurrency: int) -> None:
-    runs: dict[str, list[dict]] = {name: [] for name, _ in CLIENTS}  # type: ignore[type-arg]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in CLIENTS}  # type: ignore[type-arg]
     with LightServer(latency_ms) as server:
         for round_ in range(rounds):
-            for n, (name, kind) in enumerate(CLIENTS):
-                runs[name].append(one(kind, server.url, csv_path, concurrency,
-                                      folder / f"reports-{latency_ms:g}-{round_}-{n}"))
+            for n, (name, kind, journal) in enumerate(CLIENTS):
+                reports = folder / f"reports-{latency_ms:g}-{round_}-{n}" if kind == "tool" else None
+                report, _, _ = worker_process(kind, server.url, csv_path, concurrency, reports=reports,
+                                              journal=journal)
+                runs[name].append(report)
     rows = runs["raw aiohttp"][0]["rows"]
     bare = statistics.median(run["seconds"] for run in runs["raw aiohttp"])
     none = statistics.median(run["seconds"] for run in runs["tool, no ledger"])
     body = []
-    for name, _ in CLIENTS:
+    for name, _, _ in CLIENTS:
         seconds = statistics.median(run["seconds"] for run in runs[name])
         cpu = statistics.median(run["cpu_s"] for run in runs[name])
         ideal = f"{100 * rows / seconds / (concurrency / (latency_ms / 1000)):.1f}%" if latency_ms else ""

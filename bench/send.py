@@ -25,8 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    BENCH,
-    PYTHON,
     LightServer,
     Measured,
     ServerStats,
@@ -38,6 +36,7 @@ from _common import (
     tool_command,
     tool_env,
     verdict,
+    worker_process,
     write_csv,
 )
 
@@ -50,25 +49,6 @@ def worker(kind: str, url: str, csv_path: Path, concurrency: int, *, limit: int 
            reports: Path | None = None, profile: bool = False) -> tuple[dict, str]:  # type: ignore[type-arg]
     report, text, _ = worker_process(kind, url, csv_path, concurrency, limit=limit, reports=reports, profile=profile)
     return report, text
-
-
-def worker_process(kind: str, url: str, csv_path: Path, concurrency: int, *, limit: int | None = None,
-                   reports: Path | None = None, profile: bool = False) -> tuple[dict, str, Measured]:  # type: ignore[type-arg]
-    """A measured client in its own process: its JSON report (the timed sending loop), its other output, and
-    the process as a whole (wall time from process start to exit: interpreter, imports, reading the CSV)."""
-    command = [PYTHON, str(BENCH / "_workers.py"), kind, "--url", url, "--csv", str(csv_path),
-               "--concurrency", str(concurrency)]
-    if limit:
-        command += ["--limit", str(limit)]
-    if reports is not None:
-        command += ["--reports", str(reports)]
-    if profile:
-        command.append("--profile")
-    done = measure(command, env=tool_env(), cwd=csv_path.parent)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    lines = done.stdout.rstrip().splitlines()
-    return json.loads(lines[-1]), "\n".join(lines[:-1]), done
 
 
 PEERS = (("aiohttp", "raw aiohttp (TCPConnector + semaphore)"), ("httpx-threads", "httpx.Client + threads"),
