@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,12 +247,17 @@ def write_csv(path: Path, count: int, *, short: bool = False) -> Path:
 
 def write_xlsx(path: Path, count: int) -> Path:
     """openpyxl write-only: callID as text cells, logID as numbers."""
+    return write_sheet(path, HEADER, rows(count))
+
+
+def write_sheet(path: Path, header: Sequence[object], body: Iterable[Sequence[object]], name: str = "Calls") -> Path:
+    """One sheet written by openpyxl in write-only mode (row by row, as a person's export would be)."""
     from openpyxl import Workbook
 
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Calls")
-    sheet.append(HEADER)
-    for row in rows(count):
+    sheet = workbook.create_sheet(name)
+    sheet.append(header)
+    for row in body:
         sheet.append(row)
     workbook.save(path)
     return path

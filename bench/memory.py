@@ -24,7 +24,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PYTHON, LightServer, machine, measure, pinning_note, scratch, size_mb, table, tool_env, verdict
+from _common import (
+    PYTHON,
+    LightServer,
+    machine,
+    measure,
+    pinning_note,
+    scratch,
+    size_mb,
+    table,
+    tool_env,
+    verdict,
+    write_sheet,
+)
 
 IMPORTS = ("import batch_dispose.cli, batch_dispose.job, batch_dispose.loading, batch_dispose.schema, "
            "batch_dispose.client, batch_dispose.runner, batch_dispose.ledger, batch_dispose.workbook, tqdm")
@@ -58,15 +70,7 @@ def write(path: Path, kind: str, count: int) -> Path:
             writer.writerow(header)
             writer.writerows(["" if cell is None else cell for cell in row] for row in body)
         return path
-    from openpyxl import Workbook
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Calls")
-    sheet.append(header)
-    for row in body:
-        sheet.append(row)
-    workbook.save(path)
-    return path
+    return write_sheet(path, header, body)
 
 
 def main() -> None:

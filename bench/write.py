@@ -35,6 +35,7 @@ from _common import (
     table,
     verdict,
     write_csv,
+    write_sheet,
 )
 
 
@@ -95,15 +96,7 @@ def write_to_excel(path: Path, frame) -> Path:  # type: ignore[no-untyped-def]
 
 
 def write_openpyxl(path: Path, headers: list[str], rows: list[list[object]]) -> Path:
-    from openpyxl import Workbook
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Results")
-    sheet.append(headers)
-    for row in rows:
-        sheet.append(row)
-    workbook.save(path)
-    return path
+    return write_sheet(path, headers, rows, "Results")
 
 
 def write_xlsxwriter(path: Path, headers: list[str], rows: list[list[object]]) -> Path:
