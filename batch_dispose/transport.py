@@ -79,6 +79,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             trust_env=self._trust_env,
             auto_decompress=True,
+            # No cookies: a server's Set-Cookie must not add a header to later requests (each request is
+            # exactly what `validate` previews), and the jar's bookkeeping costs CPU on every request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def _timeout(self, connect: float | None, read: float | None, total: float | None) -> aiohttp.ClientTimeout:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -470,3 +471,52 @@ def test_gzip_compressed_reply_is_understood(gzip_server: str) -> None:
     """A server that gzips its 200 JSON (as gateways do when asked) still disposes the row."""
     (verdict,) = attempt_real(gzip_server, [call("C1")])
     assert verdict.status is Status.DISPOSED
+
+
+def test_a_cookie_set_by_the_server_is_never_sent_back() -> None:
+    """A gateway that sets a cookie gets no Cookie header on later requests: each request stays exactly what
+    `validate` previews, and nothing a server says rides along with the token to the next call."""
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: gw=sticky-1; Path=/\r\n"
+             b"Content-Length: %d\r\n\r\n" % len(API_OK)) + API_OK
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(5)
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        pending = b""
+        while len(heads) < 2:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while len(heads) < 2:
+                    while b"\r\n\r\n" not in pending:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        pending += chunk
+                    if b"\r\n\r\n" not in pending:
+                        pending = b""
+                        break  # the client closed this connection; take the next one
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                    while len(pending) < length:
+                        pending += conn.recv(65536)
+                    pending = pending[length:]
+                    heads.append(head.lower())
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        # a host name, not an address: aiohttp's default jar keeps no cookie from a bare IP
+        verdicts = attempt_real(f"http://localhost:{listener.getsockname()[1]}", [call("C1"), call("C2")])
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert [v.status for v in verdicts] == [Status.DISPOSED, Status.DISPOSED]
+    assert len(heads) == 2
+    assert not any(b"\r\ncookie:" in head for head in heads), heads[1]
