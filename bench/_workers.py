@@ -8,6 +8,10 @@ KIND is one of:
   httpx-async    httpx.AsyncClient (default transport), a semaphore of --concurrency
   httpx-threads  httpx.Client shared by --concurrency threads
   aiohttp        raw aiohttp, TCPConnector(limit=--concurrency) and a semaphore
+  bare-socket    no HTTP library: --concurrency keep-alive sockets under one `selectors` loop, each sending the
+                 next PATCH as soon as its reply (parsed by Content-Length only) is in. Not a peer anyone would
+                 ship (no TLS, timeouts or error handling): the floor of what a client costs, so its rate is
+                 what this machine and server allow any client at this latency.
   tool           batch_dispose.job.run_files in-process: the sending phase is timed from the reporter's
                  file_started to the last outcome (the ledger, run log and runner all included); with
                  --journal handoff or none, the ledger's commits are replaced to price them (bench/journal.py)
@@ -96,6 +100,50 @@ async def raw_aiohttp(url: str, rows: list[tuple[str, dict[str, object]]], concu
                 data = await response.json()
                 return int(response.status != 200 or data["error"])
         return sum(await asyncio.gather(*(send(call_id, body) for call_id, body in rows)))
+
+
+def bare_socket(url: str, rows: list[tuple[str, dict[str, object]]], concurrency: int) -> int:
+    import selectors
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    selector = selectors.DefaultSelector()
+    pending = iter(rows)
+    errors = done = 0
+
+    def send(sock: socket.socket) -> None:
+        row = next(pending, None)
+        if row is None:
+            return
+        body = json.dumps(row[1]).encode()
+        sock.sendall(f"PATCH {ROUTE}{row[0]} HTTP/1.1\r\nHost: {where.netloc}\r\nx-access-token: {TOKEN}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    for _ in range(min(concurrency, len(rows))):
+        sock = socket.create_connection((where.hostname, where.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        selector.register(sock, selectors.EVENT_READ, bytearray())
+        send(sock)
+    while done < len(rows):
+        for key, _ in selector.select():
+            conn: socket.socket = key.fileobj  # type: ignore[assignment]
+            buffer = key.data
+            buffer += conn.recv(65536)
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            head = bytes(buffer[:end]).lower()
+            length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            if len(buffer) < end + 4 + length:
+                continue
+            errors += not head.startswith(b"http/1.1 200") or json.loads(buffer[end + 4:end + 4 + length])["error"]
+            del buffer[:end + 4 + length]
+            done += 1
+            send(conn)
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
+    return errors
 
 
 class TimingReporter:
@@ -331,7 +379,8 @@ def _profile_report(profiler, seconds: float, timers: dict[str, float], concurre
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("sequential", "httpx-async", "httpx-threads", "aiohttp", "tool"))
+    parser.add_argument("kind", choices=("sequential", "httpx-async", "httpx-threads", "aiohttp", "bare-socket",
+                                         "tool"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--csv", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -360,6 +409,8 @@ def main() -> None:
             errors = sequential(options.url, rows, options.concurrency)
         elif options.kind == "httpx-threads":
             errors = httpx_threads(options.url, rows, options.concurrency)
+        elif options.kind == "bare-socket":
+            errors = bare_socket(options.url, rows, options.concurrency)
         elif options.kind == "httpx-async":
             errors = asyncio.run(httpx_async(options.url, rows, options.concurrency))
         else:
