@@ -1,7 +1,7 @@
 """The measured clients of bench/send.py, each run in its own process (pinned to a core by send.py).
 
     python bench/_workers.py KIND --url URL --csv FILE [--concurrency 16] [--limit N] [--reports DIR] [--profile]
-                             [--journal ledger|handoff|none]
+                             [--journal ledger|log|handoff|none]
 
 KIND is one of:
   sequential     a plain loop with httpx.Client, one PATCH per row (what an ops engineer writes)
@@ -14,7 +14,7 @@ KIND is one of:
                  what this machine and server allow any client at this latency.
   tool           batch_dispose.job.run_files in-process: the sending phase is timed from the reporter's
                  file_started to the last outcome (the ledger, run log and runner all included); with
-                 --journal handoff or none, the ledger's commits are replaced to price them (bench/journal.py)
+                 --journal log, handoff or none, the ledger's commits are replaced to price them (bench/journal.py)
 
 The bare clients do no validation, keep no ledger and write nothing; each sends the API's PATCH with a
 JSON body and reads and parses the reply. Rows are read from the CSV before the clock starts. Prints one
@@ -192,7 +192,7 @@ def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: boo
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         timers = _instrument_ledger()
     if journal != "ledger":
-        _replace_journal(journal)
+        _replace_journal(journal, reports)
     reporter = TimingReporter(profiler)
     # Its own ledger beside its reports: a fresh one, whichever runs used this server before.
     settings = Settings(base_url=base_url_for(base_url=url), concurrency=concurrency, reports_dir=reports,
@@ -213,11 +213,33 @@ def tool(url: str, csv_path: Path, concurrency: int, reports: Path, profile: boo
     return report
 
 
-def _replace_journal(journal: str) -> None:
-    """For bench/journal.py only, to price the ledger's part of a run: `handoff` keeps the hand-off of every
+def _replace_journal(journal: str, reports: Path) -> None:
+    """For bench/journal.py only, to price the ledger's part of a run: `log` appends each commit's records as
+    text lines to a plain file and fdatasyncs it (the cheapest durable record: what another ledger format, an
+    append-only log folded into SQLite later, would cost at best); `handoff` keeps the hand-off of every
     commit to the ledger's thread and back but writes nothing; `none` awaits nothing at all. Never a
-    product setting: without the ledger's commits nothing is durable."""
+    product setting: `log` keeps nothing a later run reads, and the others nothing at all."""
+    import os
+
     from batch_dispose import ledger
+
+    if journal == "log":
+        reports.mkdir(parents=True, exist_ok=True)
+        log = os.open(reports / "journal.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+        def append(finished, starting) -> None:  # type: ignore[no-untyped-def]
+            lines = [f"outcome\t{call.call_id}\t{o.status.value}\t{o.http_status}\t{o.message}\n"
+                     for call, o in finished]
+            lines += [f"intent\t{call.call_id}\t{call.row}\t{call.log_id}\t{call.disposition}\t{call.notes!r}\n"
+                      for call in starting]
+            os.write(log, "".join(lines).encode())
+            os.fdatasync(log)
+
+        async def appended(self, finished, starting) -> None:  # type: ignore[no-untyped-def]
+            await asyncio.get_running_loop().run_in_executor(self._ledger.writer, append, finished, starting)
+
+        ledger.RunJournal.commit = appended  # type: ignore[method-assign]
+        return
 
     async def handoff(self, finished, starting) -> None:  # type: ignore[no-untyped-def]
         await asyncio.get_running_loop().run_in_executor(self._ledger.writer, _nothing)
@@ -387,8 +409,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--reports", type=Path, default=None)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--journal", choices=("ledger", "handoff", "none"), default="ledger",
-                        help="tool only: the ledger's commits as they are, the thread hand-off alone, or none")
+    parser.add_argument("--journal", choices=("ledger", "log", "handoff", "none"), default="ledger",
+                        help="tool only: the ledger's commits as they are, a plain fdatasync'd log instead, "
+                             "the thread hand-off alone, or none")
     options = parser.parse_args()
     if options.kind == "tool":
         assert options.reports is not None, "tool needs --reports"

@@ -1,12 +1,14 @@
-"""What the ledger costs a run: the tool's sending phase with the ledger's commits as they are, with only
-their hand-off to the ledger's thread (nothing written), and with none, beside raw aiohttp, all against one
-light server per latency, in alternation (this machine's speed drifts by a few percent within minutes).
+"""What the ledger costs a run: the tool's sending phase with the ledger's commits as they are, with a plain
+text log fdatasync'd per commit instead (the cheapest durable record), with only their hand-off to the
+ledger's thread (nothing written), and with none, beside raw aiohttp, all against one light server per
+latency, in alternation (this machine's speed drifts by a few percent within minutes).
 
     python bench/journal.py                     # 3,000 rows at 50 ms and 10,000 at 0 ms, 3 rounds (about 3 minutes)
     python bench/journal.py --rounds 1 --quick  # a smoke run
 
 The gap between `ledger` and `none` is what durability costs (an fsync'd SQLite commit before rows are sent,
-`max(2, concurrency // 2)` rows ahead); between `handoff` and `none`, the thread hand-off alone. The
+`max(2, concurrency // 2)` rows ahead); between `log` and `handoff`, what one fdatasync per commit costs
+with no SQL at all; between `handoff` and `none`, the thread hand-off alone. The
 variants other than `ledger` exist only here: without the ledger's commits nothing a run does is durable.
 """
 
@@ -21,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import LightServer, machine, pinning_note, scratch, table, worker_process, write_csv
 
-CLIENTS = (("tool, ledger as it is", "tool", "ledger"), ("tool, hand-off only", "tool", "handoff"),
+CLIENTS = (("tool, ledger as it is", "tool", "ledger"), ("tool, fdatasync'd text log", "tool", "log"),
+           ("tool, hand-off only", "tool", "handoff"),
            ("tool, no ledger", "tool", "none"), ("raw aiohttp", "aiohttp", None))
 
 
