@@ -156,7 +156,7 @@ def check_ledger(path: Path, *, old: Path | None = None) -> Check:
         return Check("ledger", False, f"the ledger {path} cannot be written by this user; give this user write "
                      f"access to it (or run as its owner).")
     try:
-        with Ledger.open(path, lock=False) as ledger:
+        with Ledger.open(path, lock=False, recheck=True) as ledger:  # the doctor reads the whole file
             runs = len(ledger.runs(limit=1_000_000))
     except (BatchDisposeError, OSError) as exc:
         return Check("ledger", False, str(exc) if isinstance(exc, BatchDisposeError) else

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LedgerError, LedgerWriteError, LockHeldError
-from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, wal_of
+from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, mark_healthy, wal_of
 from .models import CallRequest, Outcome, Status, iso, utc_now
 
 __all__ = ["SCHEMA_VERSION", "CallRecord", "Event", "Ledger", "RunJournal"]
@@ -104,11 +104,12 @@ class Ledger:
 
     @classmethod
     @contextmanager
-    def open(cls, path: Path, *, lock: bool = True) -> Iterator[Ledger]:
+    def open(cls, path: Path, *, lock: bool = True, recheck: bool = False) -> Iterator[Ledger]:
         """Lock (unless `lock=False`, for reading history), check, migrate and recover the ledger.
 
         With the lock, a ledger is created where no file exists; without it (history), a missing ledger
-        is an error. An existing file that is not a healthy ledger raises DamagedLedgerError."""
+        is an error. An existing file that is not a healthy ledger raises DamagedLedgerError. SQLite's
+        whole-file check runs when the file changed since it was last found healthy, or with `recheck`."""
         from filelock import FileLock, Timeout
 
         if lock:
@@ -133,8 +134,9 @@ class Ledger:
                 if not lock:
                     raise LedgerError(f"There is no ledger at {path} yet: nothing has been sent with it.", path=path)
                 create(path)
-            connection = connect(path)
+            connection = connect(path, recheck=recheck)
             writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+            closed_cleanly = False
             try:
                 ledger = cls(path, connection, writer)
                 if lock:
@@ -142,9 +144,12 @@ class Ledger:
                 yield ledger
                 if lock:
                     ledger.checkpoint()
+                    closed_cleanly = True
             finally:
                 writer.shutdown(wait=True)
                 connection.close()
+            if closed_cleanly:  # what SQLite itself just wrote and folded in needs no check next time
+                mark_healthy(path)
         finally:
             if lock:
                 guard.release()

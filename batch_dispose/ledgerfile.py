@@ -151,12 +151,63 @@ def create(path: Path) -> None:
         remove(temporary)
 
 
+def fingerprint(path: Path) -> str | None:
+    """This exact state of a ledger file (device, inode, size, modification and change times), or None while
+    its write-ahead log holds part of it (a run is writing, or one died)."""
+    try:
+        wal = wal_of(path)
+        if wal.exists() and wal.stat().st_size:
+            return None
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{stat.st_dev} {stat.st_ino} {stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns}"
+
+
+def healthy_mark(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def _marked(path: Path) -> str | None:
+    try:
+        return healthy_mark(path).read_text(encoding="ascii")
+    except (OSError, ValueError):
+        return None
+
+
+def mark_healthy(path: Path, *, unless_changed_from: str | None = None) -> None:
+    """Note that the ledger, as it is now, is healthy (after SQLite's check found it so, or after a run closed
+    it cleanly), so the next command skips the check, which reads the whole file: seconds for a ledger of a
+    year's calls read cold. Any change to the file (a copy over it, a restore, a write by another program, a
+    truncation) changes its fingerprint, and it is checked again. Best effort: without the mark, the next
+    command simply checks. `unless_changed_from`: only if the file still has that fingerprint."""
+    from .files import NEW_FILE
+
+    now = fingerprint(path)
+    if now is None or (unless_changed_from is not None and now != unless_changed_from):
+        return
+    mark = healthy_mark(path)
+    temporary = mark.with_name(f".{mark.name}.{os.getpid()}.tmp")
+    try:
+        temporary.unlink(missing_ok=True)
+        handle = os.open(temporary, NEW_FILE, 0o600)
+        try:
+            os.write(handle, now.encode("ascii"))
+        finally:
+            os.close(handle)
+        os.replace(temporary, mark)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
 def remove(path: Path) -> None:
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, recheck: bool = False) -> sqlite3.Connection:
+    """An open, checked, migrated connection; `recheck` runs SQLite's whole-file check even on a file unchanged
+    since it was last found healthy (see `mark_healthy`)."""
     check_file(path)
     try:
         connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None,
@@ -165,18 +216,22 @@ def connect(path: Path) -> sqlite3.Connection:
         raise LedgerError(f"{path}: cannot open the ledger ({exc}); check that it and its folder are writable "
                           f"for this user.", path=path) from None
     try:
-        prepare(connection, path)
+        prepare(connection, path, recheck=recheck)
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def prepare(connection: sqlite3.Connection, path: Path) -> None:
+def prepare(connection: sqlite3.Connection, path: Path, *, recheck: bool = False) -> None:
     try:
-        check = [row[0] for row in connection.execute("PRAGMA quick_check(3)").fetchall()]
-        if check != ["ok"]:
-            raise damaged(path, "SQLite's check: " + " ".join(" ".join(map(str, check)).split())[:200])
+        before = fingerprint(path)
+        if recheck or before is None or before != _marked(path):
+            check = [row[0] for row in connection.execute("PRAGMA quick_check(3)").fetchall()]
+            if check != ["ok"]:
+                raise damaged(path, "SQLite's check: " + " ".join(" ".join(map(str, check)).split())[:200])
+            if before is not None:
+                mark_healthy(path, unless_changed_from=before)
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise LedgerError(f"{path}: the ledger was written by a newer batch-dispose (schema {version}); "

@@ -307,6 +307,37 @@ def test_a_damaged_ledger_stops_every_command_with_one_sentence(cli, sim, tmp_pa
     assert waiting.is_file()  # the sweep left its file in the inbox
 
 
+def test_a_healthy_ledger_is_read_whole_only_after_it_changed(cli, sim, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's whole-file check (seconds for a ledger of a year's calls, read cold) runs once per change of the
+    file, not on every command: not after a run closed the ledger, again after the file was replaced (a restore
+    of a copy), then not again; `config`, the doctor, always reads it whole. Damage is still found: see above."""
+    source = write_csv(tmp_path / "calls.csv", rows_of(3))
+    cli("run", source, *_base(sim))
+    checks: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args, **kwargs):  # type: ignore[no-untyped-def]
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(lambda sql: checks.append(sql) if "quick_check" in sql else None)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    assert cli("history", "1000").code == 0
+    assert cli("validate", source, *_base(sim)).code == 0
+    assert cli("run", source, *_base(sim)).code == 0  # all skipped: nothing sent again
+    assert checks == []
+    ledger = default_ledger()
+    ledger.write_bytes(ledger.read_bytes())  # a restore of a copy: same bytes, a changed file
+    assert cli("history", "1000").code == 0
+    assert len(checks) == 1
+    assert cli("history", "1000").code == 0
+    assert len(checks) == 1
+    assert cli("config", *_base(sim)).code in (0, 1)
+    assert len(checks) == 2
+    assert sim.stats.route_requests == 3
+
+
 def test_a_run_folds_the_wal_into_the_ledger(cli, sim, tmp_path: Path) -> None:
     """After a run, the main ledger file alone holds everything (no -wal content left to lose)."""
     cli("run", write_csv(tmp_path / "calls.csv", rows_of(20)), *_base(sim))
