@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LedgerError, LedgerWriteError, LockHeldError
-from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, mark_healthy, wal_of
+from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, healthy_mark, mark_healthy, wal_of
 from .models import CallRequest, Outcome, Status, iso, utc_now
 
 __all__ = ["SCHEMA_VERSION", "CallRecord", "Event", "Ledger", "RunJournal"]
@@ -181,6 +181,7 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise write_error(self.path, exc) from None
         aside = move_unique(old, old.parent, f"{old.name}.merged-{utc_now().strftime('%Y%m%d')}", "")
+        healthy_mark(old).unlink(missing_ok=True)  # it spoke of the file just renamed
         if merged is None:
             return f"the ledger {old} had already been merged into {self.path}; it was renamed to {aside.name}"
         runs, calls = merged

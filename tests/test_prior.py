@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batch_dispose.ledger import Ledger
-from batch_dispose.ledgerfile import MIGRATIONS
+from batch_dispose.ledgerfile import MIGRATIONS, healthy_mark
 from batch_dispose.models import CallRequest, Status
 from batch_dispose.prior import Given, decide
 from tests.conftest import default_ledger, read_results, rows_of, write_csv
@@ -129,6 +129,7 @@ def test_a_ledger_at_the_old_default_place_is_taken_over_once(cli, sim, tmp_path
     assert set(sim.stats.received) == {"1003", "1004"}
     assert "took over the ledger" in result.err and "3 calls merged" in result.err
     assert not old.exists() and len(list(old.parent.glob("ledger.sqlite.merged-*"))) == 1
+    assert not healthy_mark(old).exists()  # nothing left in the reports folder that speaks of a ledger there
     again = cli("run", source, *_base(sim))
     assert "took over" not in again.err and sim.stats.route_requests == 2
     with Ledger.open(default_ledger(), lock=False) as ledger:
