@@ -438,16 +438,22 @@ def test_hung_server_is_unknown_within_the_read_timeout(simulator: Callable[...,
     assert sim.stats.received["C1"] == 1
 
 
+def _loopback_listener() -> socket.socket:
+    """A listening socket on a free loopback port, for a raw HTTP server in a thread (accept waits 5 s at most)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(5)
+    return listener
+
+
 @pytest.fixture
 def gzip_server() -> Iterator[str]:
     """A raw HTTP server on loopback answering every request with the API's 200 JSON, gzip-compressed."""
     body = gzip.compress(API_OK)
     reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
              b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(5)
+    listener = _loopback_listener()
 
     def serve() -> None:
         try:
@@ -478,10 +484,7 @@ def test_a_cookie_set_by_the_server_is_never_sent_back() -> None:
     `validate` previews, and nothing a server says rides along with the token to the next call."""
     reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: gw=sticky-1; Path=/\r\n"
              b"Content-Length: %d\r\n\r\n" % len(API_OK)) + API_OK
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(5)
+    listener = _loopback_listener()
     heads: list[bytes] = []
 
     def serve() -> None:
