@@ -46,7 +46,8 @@ def _formulas(tmp: Path) -> tuple[Path, list[str]]:
 
 
 def _control(tmp: Path) -> tuple[Path, list[str] | None]:
-    rows = [[f"K{n}", n + 1, "Callback", f"ctl{chr(n)}here", f"extra{chr(n)}"] for n in range(1, 32) if n not in (10, 13)]
+    rows = [[f"K{n}", n + 1, "Callback", f"ctl{chr(n)}here", f"extra{chr(n)}"]
+            for n in range(1, 32) if n not in (10, 13)]
     return write_csv(tmp / "control.csv", rows, header=[*HEADER, "Extra"]), None
 
 

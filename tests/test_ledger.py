@@ -260,7 +260,7 @@ def test_a_ledger_that_cannot_record_stops_with_a_sentence(tmp_path: Path) -> No
         pages = ledger._db.execute("PRAGMA page_count").fetchone()[0]
         ledger._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is now "full"
         calls = [CallRequest(n, n + 2, f"C{n}", 1, "Interested", "") for n in range(5000)]
-        with pytest.raises(LedgerWriteError, match="could not record .*Free some disk space"):
+        with pytest.raises(LedgerWriteError, match=r"could not record .*Free some disk space"):
             ledger.commit("http://h", run_id, [], calls)
         assert ledger.history_lookup("http://h")(["C0", "C4999"]) == {}
     assert _integrity(tmp_path / "ledger.sqlite") == "ok"

@@ -97,7 +97,7 @@ def test_workbook_never_holds_a_formula_and_notes_read_back_exactly(cli, sim, tm
     """Text starting with = + - @ or a tab is stored as text, exactly as it was, in every column."""
     rows = [[f"F{n}", n + 1, "Interested", note] for n, note in enumerate(NOTES)]
     header = [*HEADER]
-    source = write_xlsx(tmp_path / "f.xlsx", [row + ["=1+1"] for row in rows], header=[*header, "=Extra"])
+    source = write_xlsx(tmp_path / "f.xlsx", [[*row, "=1+1"] for row in rows], header=[*header, "=Extra"])
     result = cli("run", source, *_base(sim), "--json")
     workbook = load_workbook(Path(result.json()["results"]))
     for sheet in workbook.worksheets:

@@ -298,7 +298,8 @@ def test_retry_after_zero_still_backs_off() -> None:
 
 @pytest.mark.parametrize("concurrency", [1, 8, 64])
 def test_outage_stops_the_run_when_the_budget_runs_out(concurrency: int) -> None:
-    """A server answering 503 to everything stops the run (UNAVAILABLE) within 100 retries; unsent rows go unreported."""
+    """A server answering 503 to everything stops the run (UNAVAILABLE) within 100 retries; unsent rows go
+    unreported."""
     sender = FakeSender(lambda call, attempt: UNAVAILABLE)
     result = run(sender, rows(10_000), concurrency=concurrency)
     assert result.reason is StopReason.UNAVAILABLE
@@ -501,6 +502,7 @@ def test_rows_waiting_to_retry_are_bounded() -> None:
     """Rows sleeping before a retry free their request slot, but at most about MAX_WAITING of them pile up."""
     release = asyncio.Event()
     sleeping = {"now": 0, "peak": 0, "tasks": 0}
+    watchers: list[asyncio.Future[None]] = []  # held, so the watcher is not collected while it runs
     sender = FakeSender(lambda call, attempt: UNAVAILABLE if attempt == 1 else OK)
 
     async def release_when_quiet() -> None:  # once the runner starts nothing new, wake every sleeping row
@@ -514,7 +516,7 @@ def test_rows_waiting_to_retry_are_bounded() -> None:
 
     async def sleep(seconds: float) -> None:  # every backoff lasts until the runner stops starting rows
         if sleeping["peak"] == 0:
-            asyncio.ensure_future(release_when_quiet())
+            watchers.append(asyncio.ensure_future(release_when_quiet()))
         sleeping["now"] += 1
         sleeping["peak"] = max(sleeping["peak"], sleeping["now"])
         sleeping["tasks"] = max(sleeping["tasks"], len(asyncio.all_tasks()))
