@@ -383,18 +383,22 @@ def _any_value(raw: Row) -> bool:
 
 
 def _maybe_footer(raw: Row, cells: list[str]) -> bool:
-    """A cheap first look: a footer word in one of the four fields or in the row's first cell."""
+    """A cheap first look: a footer word in the row's first cell or in one of the four fields."""
+    first = get(raw, 0)
+    if isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS:
+        return True  # `Total` in column A, a count under Call ID
     if cells[0][:1].isdigit():  # a call ID as most accounts write them
         return False
-    first = get(raw, 0)
-    return any(cell[:12].strip().rstrip(":").casefold() in FOOTER_WORDS for cell in cells if cell) or (
-        isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS)
+    return any(cell[:12].strip().rstrip(":").casefold() in FOOTER_WORDS for cell in cells if cell)
 
 
 def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozenset()) -> bool:
-    """`Total` / `Grand Total` / `Count` in the first filled cell (or the callID cell), numbers beside it; in a
-    results workbook given back, its own columns (status, message "no call data: ignored", row...) are not
-    looked at, so a footer stays a footer in every generation."""
+    """`Total` / `Grand Total` / `Count` in the first filled cell (or the callID cell), and in the four call
+    fields nothing but numbers (counts, sums) or blanks. Other columns may hold anything: a helper formula
+    dragged down past the data shows its text on the Total row too. A call always has a disposition, which
+    is text, so no call is taken for a footer. In a results workbook given back, its own columns (status,
+    message "no call data: ignored", row...) are not looked at, so a footer stays a footer in every
+    generation."""
     filled = [(position, value) for position, value in grids.items(raw)
               if value is not None and (not isinstance(value, str) or value.strip()) and position not in results_at]
     if not filled:
@@ -404,9 +408,8 @@ def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozense
     call_word = " ".join(cells[0].strip().rstrip(":").casefold().split())
     if word not in FOOTER_WORDS and call_word not in FOOTER_WORDS:
         return False
-    label = filled[0][0] if word in FOOTER_WORDS else None
-    return all(_numeric(value) for position, value in filled
-               if position != label and cell_text(value).strip().rstrip(":").casefold() not in FOOTER_WORDS)
+    return all(_numeric(cell) for cell in cells
+               if cell.strip() and " ".join(cell.strip().rstrip(":").casefold().split()) not in FOOTER_WORDS)
 
 
 def _numeric(value: object) -> bool:

@@ -164,6 +164,20 @@ def test_footer_rows_are_not_calls(tmp_path: Path, footer: list[str]) -> None:
     assert table.rows == [2] and table.ignored == 1
 
 
+def test_a_total_row_beside_a_helper_columns_text_is_still_a_footer(tmp_path: Path) -> None:
+    """A Total row with a count under Call ID and a sum under Duration, where a helper formula dragged down
+    shows its text ("MISSING") in its own column: a footer, not an invalid call asking to fill in a log ID."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["S.No", "Call ID", "Log ID", "Disposition", "Remarks", "Duration", "Check"])
+    sheet.append([1, "8001", 901, "Interested", "ok", 61.5, "OK"])
+    sheet.append([2, "8002", 902, "Callback", "", 30, "OK"])
+    sheet.append(["Total", 2, None, None, None, 91.5, "MISSING"])
+    workbook.save(tmp_path / "export.xlsx")
+    table = load(tmp_path / "export.xlsx")
+    assert table.rows == [2, 3] and table.ignored == 1
+
+
 def test_a_row_called_total_with_call_data_beside_it_is_still_judged(tmp_path: Path) -> None:
     """`Total` beside a disposition text is not a footer: the row is checked (and found invalid)."""
     source = write_csv(tmp_path / "f.csv", [["1", "2", "Interested", "n"], ["Total", "x", "Callback", "a note"]])
