@@ -305,6 +305,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     appends = [texts[name].append for name in FIELDS]
     kinds = {"callID": Kinds(), "logID": Kinds()}
     status_pos, finished_pos = result_positions.get("status"), result_positions.get("finished_at")
+    row_pos, moved = result_positions.get("row"), 0  # a results workbook given back: its rows' own numbers
     results_at = frozenset(result_positions.values())  # a results workbook's own columns: not the footer's cells
     prior_status: list[str] | None = [] if status_pos is not None else None
     prior_finished: list[str] | None = [] if finished_pos is not None else None
@@ -348,6 +349,9 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
             prior_status.append(cell_text(get(raw, status_pos)).strip().lower())  # type: ignore[arg-type]
         if prior_finished is not None:
             prior_finished.append(cell_text(get(raw, finished_pos)))  # type: ignore[arg-type]
+        if row_pos is not None:
+            was = cell_text(get(raw, row_pos)).strip()  # type: ignore[arg-type]
+            moved += bool(was) and was != str(number)
         if size > header_width or blank_headers:
             _note_unnamed(raw, headers, blank_headers, used, longest)
             header_width = len(headers)
@@ -363,6 +367,10 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
                     "or export them again")
     if hidden:
         warnings.append(f"The calls were read from the hidden sheet '{sheet}'.")
+    if moved:
+        warnings.append(f"Rows of this results workbook moved since it was written ({moved:,} no longer sit at the "
+                        f"number in their `row` column: sorted, or rows deleted above them), so row numbers now "
+                        f"count places in this file. Sort by `row` first to keep the export's numbers.")
     keep = [position for position in range(len(headers)) if position not in result_positions.values()
             and (headers[position] or position in fields.values() or position in used)]
     index = {old: new for new, old in enumerate(keep)}

@@ -178,6 +178,31 @@ def test_a_total_row_beside_a_helper_columns_text_is_still_a_footer(tmp_path: Pa
     assert table.rows == [2, 3] and table.ignored == 1
 
 
+def test_a_results_workbook_sorted_by_hand_says_its_row_numbers_moved(cli, sim, tmp_path: Path) -> None:
+    """Sorted in Excel (by status, say) and given back, a results workbook's rows no longer sit at the number in
+    their `row` column: the run says so in a sentence (row numbers now count places in the file), while a
+    workbook given back as written says nothing of the kind. Nothing is sent twice either way."""
+    source = write_csv(tmp_path / "calls.csv", [["1000", "5000", "Interested", "a"], ["1001", "abc", "Callback", ""],
+                                                 ["1002", "5002", "Interested", "b"]])
+    first = cli("run", source, *_base(sim), "--json")
+    results = Path(first.json()["results"])
+    again = cli("run", results, *_base(sim), "--json")
+    assert "moved since it was written" not in again.err
+    workbook = load_workbook(results)
+    sheet = workbook["Results"]
+    data = [[cell.value for cell in row] for row in sheet.iter_rows(min_row=2)]
+    for number, values in enumerate(reversed(data), start=2):  # sorted by hand: the invalid row first
+        for column, value in enumerate(values, start=1):
+            sheet.cell(number, column, value)
+    sorted_by_hand = tmp_path / "sorted.xlsx"
+    workbook.save(sorted_by_hand)
+    moved = cli("run", sorted_by_hand, *_base(sim), "--json")
+    assert moved.code == 1, moved.err
+    assert "Rows of this results workbook moved since it was written (2 no longer sit at the number in their " \
+           "`row` column" in moved.err
+    assert sorted(_sent(sim)) == ["1000", "1002"]
+
+
 def test_a_row_called_total_with_call_data_beside_it_is_still_judged(tmp_path: Path) -> None:
     """`Total` beside a disposition text is not a footer: the row is checked (and found invalid)."""
     source = write_csv(tmp_path / "f.csv", [["1", "2", "Interested", "n"], ["Total", "x", "Callback", "a note"]])
