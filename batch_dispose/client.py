@@ -235,7 +235,7 @@ def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: st
                        f"Check --subdomain / --base-url, or the system's certificate store")
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return Verdict(Status.FAILED, f"could not connect to the server ({detail}); the call was not sent, "
-                       f"so it is safe to re-run", retry=True)
+                       f"so it is safe to re-run", retry=True, cause=detail)
     if isinstance(exc, httpx.ReadTimeout):
         return Verdict(Status.UNKNOWN, f"sent, but no reply within {read_timeout:g} s; {UNKNOWN_HINT}")
     return Verdict(Status.UNKNOWN, f"sent, but the connection broke before a reply ({detail}); {UNKNOWN_HINT}")

@@ -244,6 +244,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     warnings = [*ledger.notices, *decided.warnings]
     ledger.notices.clear()
     stop_reason: StopReason | None = None
+    stop_cause = ""
     if settings.strict and results.counts()[Status.INVALID]:
         stop_reason = StopReason.STRICT
         to_send: Sequence[CallRequest] = []
@@ -281,6 +282,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
                             journal=journal, on_outcome=on_outcome, stop=stop,
                             on_tick=getattr(reporter, "tick", None))
             stop_reason = await runner.run(to_send)
+            stop_cause = runner.stop_cause
         for index in range(len(results)):  # rows the run never reached
             if results.status[index] is Status.PENDING and not results.message[index]:
                 results.set(index, Outcome(Status.PENDING, STOP_MESSAGES[stop_reason or StopReason.INTERRUPTED]))
@@ -300,7 +302,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
-                      problems=results.problems(table.rows), ignored=table.ignored)
+                      problems=results.problems(table.rows), ignored=table.ignored, stop_cause=stop_cause)
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

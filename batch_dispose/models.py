@@ -125,6 +125,7 @@ class Verdict:
     http_status: int | None = None
     retry: bool = False
     retry_after: float | None = None  # seconds the server asked us to wait (Retry-After)
+    cause: str = ""  # a connection that failed: what happened, in a few words (for the run's stop line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +315,7 @@ class FileResult:
     error: str | None = None  # the sentence for a file that could not be used at all
     problems: tuple[tuple[int, str, str], ...] = field(default=())  # first rows to look at: (row, status, message)
     ignored: int = 0  # rows that were not calls (footers, other columns only): never sent, never a problem
+    stop_cause: str = ""  # stopped as unreachable: what the connections ran into, in a few words
 
     @property
     def duration_s(self) -> float:

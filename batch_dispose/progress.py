@@ -183,7 +183,8 @@ def summary_lines(result: FileResult) -> list[str]:
              f"({result.duration_s:.1f} s)"]
     lines += [f"warning: {warning}" for warning in result.warnings]
     if result.stop_reason is not None:
-        lines.append(STOP_LINES[result.stop_reason.value])
+        cause = f" ({result.stop_cause})" if result.stop_cause else ""
+        lines.append(STOP_LINES[result.stop_reason.value].format(cause=cause))
     left = sum(result.counts.get(status, 0) for status in PROBLEMS)
     if result.problems:
         first = f"the first {len(result.problems)} of " if left > len(result.problems) else ""
@@ -199,8 +200,8 @@ STOP_LINES = {
     "or the token file, then run the results workbook again",
     "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
     "run the results workbook again later",
-    "unreachable": "stopped: could not connect to the server (refused, DNS or TLS: the failed rows say which); "
-    "check --subdomain / --base-url and the network, then run the results workbook again",
+    "unreachable": "stopped: could not connect to the server{cause}; check --subdomain / --base-url and the "
+    "network, then run the results workbook again",
     "unresponsive": "stopped: the server stopped answering (many requests in a row got no usable reply); "
     "check the unknown rows in Ryng, then run the results workbook again",
     "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",

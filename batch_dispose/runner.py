@@ -72,6 +72,7 @@ def ahead_for(concurrency: int) -> int:
 @dataclass
 class _State:
     stop_reason: StopReason | None = None
+    stop_cause: str = ""  # a run stopped as unreachable: what the last connection attempt ran into
     unauthorized_streak: int = 0
     unknown_streak: int = 0
     active: int = 0  # rows started and not yet recorded
@@ -128,6 +129,11 @@ class Runner:
     @property
     def stop_reason(self) -> StopReason | None:
         return self._state.stop_reason
+
+    @property
+    def stop_cause(self) -> str:
+        """Stopped as unreachable: what the last connection attempt ran into ("connection refused, host:443")."""
+        return self._state.stop_cause
 
     def _stopping(self) -> bool:
         if self._stop.is_set() and not self._halted.is_set():
@@ -283,6 +289,8 @@ class Runner:
                 return self._record(call, _pending(attempts, self._state.stop_reason, verdict))
             if not self._may_retry(deferred):
                 reason = StopReason.UNREACHABLE if verdict.http_status is None else StopReason.UNAVAILABLE
+                if self._state.stop_reason is None and reason is StopReason.UNREACHABLE:
+                    self._state.stop_cause = verdict.cause
                 self._halt(reason)
                 return self._record(call, _pending(attempts, reason, verdict))
             wait = backoff(failures + deferrals, self._rng, verdict.retry_after)
@@ -357,8 +365,7 @@ STOP_MESSAGES = {
     StopReason.UNAUTHORIZED: "not sent: the run stopped after the server rejected the token 3 times in a row",
     StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
     "(it kept asking us to retry, and served nothing meanwhile); safe to re-run",
-    StopReason.UNREACHABLE: "not sent: the run stopped because the server could not be reached "
-    "(connections failed: refused, DNS or TLS; the failed rows say which); safe to re-run",
+    StopReason.UNREACHABLE: "not sent: the run stopped because the server could not be reached; safe to re-run",
     StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering "
     "(many requests in a row got no usable reply); safe to re-run",
     StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
@@ -374,7 +381,7 @@ def _pending(attempts: int, reason: StopReason | None, last: Verdict | None = No
     message = STOP_MESSAGES[reason or StopReason.INTERRUPTED]
     if attempts:
         what = "could not connect" if last is not None and last.http_status is None else "answered 'busy, retry later'"
-        message += f" ({_attempts(attempts)} {what})"
+        message += f" ({_attempts(attempts)} {what}{': ' + last.cause if last is not None and last.cause else ''})"
     return Outcome(Status.PENDING, message, None, attempts, iso_now())
 
 

@@ -115,8 +115,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return Reply(reply.status, reply.reason or "", reply.headers, content)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UntrustedCertificate(_text(exc)) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(f"{_connect_cause(exc.os_error)}: {_text(exc)}") from exc
+        except aiohttp.ClientConnectorError as exc:  # aiohttp's own text adds "ssl:default [Connect call failed …]"
+            raise httpx.ConnectError(_connect_cause(exc.os_error, exc.host, exc.port)) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(_text(exc)) from exc
         except aiohttp.ServerTimeoutError as exc:
@@ -163,17 +163,18 @@ async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)[:MAX_BODY]
 
 
-def _connect_cause(error: OSError) -> str:
-    """Why a connection could not be made, in words (refused, DNS, TLS, timeout)."""
+def _connect_cause(error: OSError, host: str, port: int | None) -> str:
+    """Why a connection could not be made, and to where, in words (refused, DNS, TLS, timeout)."""
+    where = f"{host}:{port}" if port else host
     if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
+        return f"connection refused by {where}"
     if isinstance(error, socket.gaierror):
-        return "the host name could not be resolved (DNS)"
+        return f"the host name {host} could not be found (DNS)"
     if isinstance(error, ssl.SSLError):
-        return "the TLS handshake failed"
+        return f"the TLS handshake with {where} failed"
     if isinstance(error, TimeoutError):
-        return "connecting timed out"
-    return error.strerror or type(error).__name__
+        return f"connecting to {where} timed out"
+    return f"{error.strerror or type(error).__name__} ({where})"
 
 
 def _text(exc: BaseException) -> str:

@@ -173,8 +173,28 @@ def test_refused_connections_stop_the_run_saying_it_could_not_connect(cli, tmp_p
     result = cli("run", source, "--base-url", f"http://127.0.0.1:{port}", "--json")
     assert time.monotonic() - started < 20
     assert result.code == 1 and result.json()["counts"]["pending"] > 0
-    assert "could not connect" in result.err and "refused" in result.err
+    assert f"stopped: could not connect to the server (connection refused by 127.0.0.1:{port}); check" in result.err
     assert "busy" not in result.err
+    _, records, _ = read_results(Path(result.json()["results"]))
+    tried = [r["message"] for r in records if r["attempts"]]
+    assert tried and all(f"could not connect: connection refused by 127.0.0.1:{port})" in m for m in tried), tried[:1]
+    assert not any("ssl:default" in str(r["message"]) or "[Connect call" in str(r["message"]) for r in records)
+
+
+def test_a_small_file_against_a_refused_port_names_the_cause_once_per_row_in_plain_words(cli, tmp_path: Path) -> None:
+    """Few rows give up one by one (failed, not a stopped run): each message says what happened and where,
+    without the HTTP library's own wording."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = cli("run", write_csv(tmp_path / "calls.csv", rows_of(3)), "--base-url", f"http://127.0.0.1:{port}",
+                 "--retries", "1", "--json")
+    _, records, _ = read_results(Path(result.json()["results"]))
+    assert [r["status"] for r in records] == ["failed"] * 3
+    assert records[0]["message"] == (f"could not connect to the server (connection refused by 127.0.0.1:{port}); the "
+                                     f"call was not sent, so it is safe to re-run (gave up after 2 attempts)")
 
 
 def test_server_side_rate_limit_is_met_by_slowing_down(cli, simulator, tmp_path: Path) -> None:
