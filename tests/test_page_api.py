@@ -309,6 +309,36 @@ def test_send_the_failed_rows_again_reruns_the_results_workbook(make_page, simul
     assert body["counts"]["skipped"] == 2 and body["counts"]["ready"] == 1 and body["file"].startswith("calls-results")
 
 
+def test_a_run_that_stops_by_itself_says_why_in_plain_words(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server that refuses every connection, and one that rejects the token: the run's state says why it
+    stopped (not just "Stopped."), the progress line counts calls disposed (not rows attempted), and "Send the
+    rest again" is offered only where sending again can change something."""
+    import socket
+    from types import SimpleNamespace
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = make_page(SimpleNamespace(base_url=f"http://127.0.0.1:{port}"))
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(300))).json()
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["stop_reason"] == "unreachable", view["counts"]
+    assert view["texts"]["state"] == (f"Stopped: could not connect to the server (connection refused by 127.0.0.1:"
+                                      f"{port}), so nothing more was sent. Check the network (or ask whoever runs "
+                                      f"the page), then send the rest again.")
+    assert view["texts"]["progress"] == "0 of 300 calls disposed"
+    assert view["again"] is True
+    html = page.request("GET", f"/runs/{view['run']}").text
+    assert "connection refused by 127.0.0.1" in html and "0 of 300 calls disposed" in html
+
+    rejecting = make_page(simulator(token="someone-elses-token"))
+    upload = rejecting.upload(write_csv(tmp_path / "more.csv", rows_of(40, start=5000))).json()
+    view = rejecting.wait(rejecting.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["stop_reason"] == "unauthorized"
+    assert view["texts"]["state"].startswith("Stopped: the server rejected the access token 3 times in a row")
+    assert view["again"] is False  # the same token would only be rejected again
+
+
 def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]
     """With a passcode, pages redirect to the login form and the API answers 401 until the right passcode is given."""
     page = make_page(sim, passcode="open sesame")

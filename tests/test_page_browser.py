@@ -242,7 +242,7 @@ def test_reload_during_a_run_and_a_second_send_gets_the_sentence(page: Any, serv
     page.reload()
     expect(page.locator("#state")).to_have_text("Sending…")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
-    expect(page.locator("#progress-text")).to_have_text(re.compile(r"^[1-5]\d of 60 sent"))
+    expect(page.locator("#progress-text")).to_have_text(re.compile(r"^[1-5]\d of 60 rows done"))
     shot(page, "5-progress")
 
     other = page.context.new_page()
@@ -253,7 +253,8 @@ def test_reload_during_a_run_and_a_second_send_gets_the_sentence(page: Any, serv
 
     page.goto(run_url)
     page.get_by_role("button", name="Stop").click()
-    expect(page.locator("#state")).to_have_text("Stopped.", timeout=20_000)
+    expect(page.locator("#state")).to_have_text(
+        re.compile(r"^Stopped, as you asked: the rows not yet sent are pending"), timeout=20_000)
     expect(page.get_by_role("link", name="Download the results workbook")).to_be_visible()
     expect(page.locator('[data-count="pending"]')).not_to_have_text("0")
     page.goto(url)  # the start page lists the page's runs as they stand

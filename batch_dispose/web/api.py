@@ -187,8 +187,8 @@ async def post_run(request: Request) -> Response:
     if upload is None or upload.checked is None:
         return error(404, "No such upload; upload the file again.")
     if upload.sent:
-        return error(409, f"{upload.name} has been sent already; to send what is left, use \"Send the failed "
-                     f"rows again\" on its run.")
+        return error(409, f"{upload.name} has been sent already; to send what is left, use \"Send the rest "
+                     f"again\" on its run.")
     try:
         run = await state.start_run(upload)
     except Conflict as exc:

@@ -86,30 +86,12 @@ def _rows(upload: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def texts(view: dict[str, Any]) -> dict[str, str]:
-    """The run page's sentences (the script writes the same ones as events arrive)."""
-    progress, state = view["progress"], view["state"]
-    done, total = progress["done"], progress["to_send"]
-    if state == "running":
-        state_text = "Stopping: waiting for the requests in flight…" if view["stopping"] else "Sending…"
-    else:
-        state_text = "Finished." if state == "finished" else "Stopped."
-    rate = f" · {progress['rate']:g} calls/s" if progress["rate"] else ""
-    left = f" · about {round(progress['eta_s'])} s left" if progress["eta_s"] is not None else ""
-    counts = ", ".join(f"{n} {name}" for name, n in view["counts"].items() if n) or "nothing"
-    summary = f"{view['rows']} rows: {counts}." if state != "running" else ""
-    return {"state_text": state_text, "progress_text": f"{done} of {total} sent{rate}{left}",
-            "summary_text": summary}
-
-
 async def run_page(request: Request) -> Response:
     run = state_of(request).runs.get(request.path_params["id"])
     if run is None:
         return render(request, "gone.html", status=404, what="run")
     view = run.view()
-    left = any(view["counts"].get(name) for name in ("failed", "pending", "unknown", "unauthorized", "invalid"))
-    context: dict[str, Any] = {"run": view, "again": bool(view["workbook"]) and left, **texts(view)}
-    return render(request, "run.html", **context)
+    return render(request, "run.html", run=view)
 
 
 async def history(request: Request) -> Response:

@@ -116,7 +116,7 @@ class PageRun:
                 counts[name] = counts.get(name, 0) + value
             counts["pending"] += max(live["to_send"] - live["done"], 0)
         rows = self.result.rows if self.result is not None else (self.reporter.rows or sum(self.base.values()))
-        return {
+        view: dict[str, Any] = {
             "run": self.id, "file": self.file, "state": self.state, "rows": rows, "counts": counts,
             "results": done.get("results"),
             "workbook": f"/api/runs/{self.id}/workbook" if done.get("results") else None,
@@ -125,6 +125,10 @@ class PageRun:
             "error": self.error, "stopping": self._stop_asked and self.state == "running",
             "upload": self.upload_id,
         }
+        view["again"] = bool(view["workbook"]) and view["stop_reason"] != "unauthorized" and any(
+            view["counts"].get(name) for name in ("failed", "pending", "invalid"))  # what sending again can change
+        view["texts"] = texts(view, stop_cause=str(done.get("stop_cause") or ""), asked=self._stop_asked)
+        return view
 
     def start(self, settings: Settings, token: Secret, edits: Mapping[int, Mapping[str, str]],
               excluded: Collection[int]) -> None:
@@ -154,6 +158,49 @@ class PageRun:
 
         self._thread = threading.Thread(target=main, name=f"page-run-{self.id}", daemon=True)
         self._thread.start()
+
+
+#: Why a run stopped by itself, in the page's words (the CLI's lines name flags a page user never sees).
+STOPPED = {
+    "unauthorized": "Stopped: the server rejected the access token 3 times in a row, so nothing more was sent. "
+                    "The token this page uses is wrong or has expired: ask whoever runs the page to change it.",
+    "unavailable": "Stopped: the server kept answering 'busy, try again later' and served nothing, so nothing more "
+                   "was sent. Send the rest again later.",
+    "unreachable": "Stopped: could not connect to the server{cause}, so nothing more was sent. Check the network "
+                   "(or ask whoever runs the page), then send the rest again.",
+    "unresponsive": "Stopped: the server stopped answering (many requests in a row got no reply it could use). "
+                    "Check the unknown rows in Ryng before sending anything again.",
+    "interrupted": "Stopped: the page's server was shut down during the run; the rows not sent are pending.",
+    "strict": "Stopped: the file has invalid rows and the page is set to send nothing then.",
+}
+
+
+def texts(view: Mapping[str, Any], *, stop_cause: str = "", asked: bool = False) -> dict[str, str]:
+    """The run page's sentences: the state (why it stopped, when it did), the progress line and the summary.
+    The page renders them and its script shows them as events arrive, so they are written only here."""
+    progress, state, counts = view["progress"], view["state"], view["counts"]
+    done, total = progress["done"], progress["to_send"]
+    if state == "running":
+        state_text = "Stopping: waiting for the requests in flight…" if view["stopping"] else "Sending…"
+        rate = f" · {progress['rate']:g} calls/s" if progress["rate"] else ""
+        left = f" · about {round(progress['eta_s'])} s left" if progress["eta_s"] is not None else ""
+        progress_text = f"{done} of {total} rows done{rate}{left}"
+    else:
+        reason = view.get("stop_reason")
+        if state == "finished":
+            state_text = "Finished."
+        elif reason == "interrupted" and asked:
+            state_text = "Stopped, as you asked: the rows not yet sent are pending, and nothing was lost."
+        elif reason in STOPPED:
+            state_text = STOPPED[reason].format(cause=f" ({stop_cause})" if stop_cause else "")
+        else:
+            state_text = "Stopped."  # the error line under it says why
+        progress_text = f"{counts.get('disposed', 0)} of {total} calls disposed" if total else ""
+    shown = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
+    summary = f"{view['rows']} rows: {shown}." if state != "running" else ""
+    if state != "running" and not view["problems"]:
+        summary += " No row needs a look." if not counts.get("pending") else " The rows not sent are pending."
+    return {"state": state_text, "progress": progress_text, "summary": summary}
 
 
 def new_id() -> str:

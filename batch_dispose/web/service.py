@@ -251,6 +251,7 @@ def summary(result: FileResult) -> dict[str, object]:
         "duration_s": round(result.duration_s, 3),
         "exit_code": int(result.exit_code),
         "stop_reason": result.stop_reason.value if result.stop_reason else None,
+        "stop_cause": result.stop_cause,
         "problems": [{"row": row, "status": status, "message": message} for row, status, message in result.problems],
         "warnings": list(result.warnings),
         "error": result.error,

@@ -140,20 +140,10 @@ function setUpColumns(main) {
 }
 
 // -- 4/5. progress, stop, done -----------------------------------------------------------------
-function runTexts(view) {
-  const p = view.progress;
-  let state = view.state === "finished" ? "Finished." : "Stopped.";
-  if (view.state === "running") state = view.stopping ? "Stopping: waiting for the requests in flight…" : "Sending…";
-  const rate = p.rate ? ` · ${p.rate} calls/s` : "";
-  const left = p.eta_s !== null ? ` · about ${Math.round(p.eta_s)} s left` : "";
-  const counts = Object.entries(view.counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing";
-  return { state, progress: `${p.done} of ${p.to_send} sent${rate}${left}`, summary: `${view.rows} rows: ${counts}.` };
-}
-
 function setUpRun(main) {
   const id = main.dataset.run, bar = $("#bar");
   function show(view) {
-    const texts = runTexts(view);
+    const texts = view.texts;
     $("#state").textContent = texts.state;
     $("#state").dataset.state = view.state;
     main.dataset.state = view.state;
@@ -171,9 +161,9 @@ function setUpRun(main) {
     $("#summary").textContent = texts.summary;
     $("#error").textContent = view.error || "";
     $("#download").hidden = !view.workbook;
-    const left = ["failed", "pending", "unknown", "unauthorized", "invalid"].some((name) => view.counts[name] > 0);
-    $("#again").hidden = !view.workbook || !left;
+    $("#again").hidden = !view.again;
     $("#again-help").hidden = $("#again").hidden;
+    $("#problems").hidden = $("#problems-heading").hidden = !view.problems.length;
     const body = $("#problems tbody");
     body.replaceChildren();
     for (const problem of view.problems) {
