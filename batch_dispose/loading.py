@@ -178,6 +178,12 @@ def load(path: Path, *, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS,
     `columns` maps a field to its header text (`{"notes": "Remarks"}`), over the names it is known by."""
     mapping = _check_mapping(columns or {})
     fmt = FORMATS.get(path.suffix.lower())
+    if path.is_dir():
+        raise error(path, "is a folder, not a file; give a spreadsheet in it, or use `sweep` to run every "
+                    "spreadsheet in a folder")
+    if path.name.startswith("~$"):  # the owner file Excel keeps beside a workbook while it is open
+        raise error(path, "is the lock file Excel keeps beside a workbook while it is open, not a spreadsheet; "
+                    "use the workbook itself (saved, and best closed)")
     if fmt is None:
         raise error(path, f"is not a supported file type; use {', '.join(FORMATS)}")
     try:

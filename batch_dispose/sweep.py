@@ -79,6 +79,9 @@ class SweepResult:
 
 def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path]]:
     """(files to run now in name order, files too recently changed to touch yet)."""
+    if inbox.is_file():
+        raise UsageError(f"{inbox}: is a file, not a folder; `sweep` runs every spreadsheet in a folder (to send "
+                         f"one file, use `run {inbox}`).")
     if not inbox.is_dir():
         raise UsageError(f"{inbox}: the inbox folder does not exist.")
     now = time.time() if now is None else now

@@ -548,6 +548,35 @@ def test_folder_named_like_a_spreadsheet_is_refused(tmp_path: Path) -> None:
     assert_refused(exc, path, "is a folder, not a file")
 
 
+@pytest.mark.parametrize("name", ["inbox", "exports.d"])
+def test_a_folder_given_to_run_points_at_sweep(cli, tmp_path: Path, name: str) -> None:
+    """`run FOLDER` (a folder of exports, named without a spreadsheet's suffix) says it is a folder and names
+    `sweep`, instead of calling it an unsupported file type; nothing is sent."""
+    (tmp_path / name).mkdir()
+    result = cli("run", tmp_path / name, "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2
+    assert "is a folder, not a file" in result.err and "`sweep`" in result.err and "file type" not in result.err
+
+
+def test_excels_lock_file_is_named_for_what_it_is(cli, tmp_path: Path) -> None:
+    """`~$calls.xlsx`, the file Excel keeps beside a workbook while it is open: said to be that, not a damaged
+    workbook to "open and save again"."""
+    lock = tmp_path / "~$calls.xlsx"
+    lock.write_bytes(b"\x05Priya" + bytes(150))
+    result = cli("validate", lock)
+    assert result.code == 2
+    assert "is the lock file Excel keeps beside a workbook while it is open" in result.err
+    assert "damaged" not in result.err
+
+
+def test_sweep_given_a_file_points_at_run(cli, tmp_path: Path) -> None:
+    """`sweep FILE` says it is a file and names `run FILE`, instead of "the inbox folder does not exist"."""
+    source = write_csv(tmp_path / "calls.csv", [["1000", "1", "Interested", ""]])
+    result = cli("sweep", source, "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2
+    assert "is a file, not a folder" in result.err and f"`run {source}`" in result.err
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_row_limit_counts_calls_not_blank_rows(tmp_path: Path, fmt: str) -> None:
     """More data rows than max_rows is refused with a hint to split; blank rows do not count toward it."""
