@@ -268,7 +268,9 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         settled = journal.settle(call, outcome)  # a re-sent unknown answered 500: probably disposed, not failed
         note = decided.notes.get(call.index) if settled is outcome else None  # else its message says it was re-sent
         outcome = settled
-        if note:
+        never_left = outcome.status is Status.PENDING or (outcome.status is Status.FAILED
+                                                          and outcome.http_status is None)
+        if note and not never_left:  # "re-sent with --retry-unknown" is not true of a request that never left
             outcome = replace(outcome, message=f"{outcome.message} ({note})")
         results.set(call.index, outcome)
         log.outcome(call.row, call.call_id, outcome)

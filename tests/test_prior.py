@@ -182,6 +182,25 @@ def test_an_old_results_workbook_with_retry_unknown_sends_nothing_the_ledger_has
     assert sim.stats.route_requests == 4
 
 
+def test_a_retry_unknown_row_whose_request_never_left_does_not_say_it_was_re_sent(cli, simulator,
+                                                                                  tmp_path: Path) -> None:
+    """An unknown row given back with --retry-unknown to a server that refuses connections: its message says it
+    could not connect, not also that it was "re-sent with --retry-unknown" (nothing left)."""
+    import socket
+
+    sim = simulator(scripts={"1001": [502]})
+    first = cli("run", write_csv(tmp_path / "calls.csv", rows_of(3)), *_base(sim), "--json")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    again = cli("run", first.json()["results"], "--base-url", f"http://127.0.0.1:{port}", "--retry-unknown",
+                "--retries", "0", "--json")
+    _, records, _ = read_results(Path(again.json()["results"]))
+    (row,) = [r for r in records if str(r["callID"]) == "1001"]
+    assert row["status"] == "failed" and "could not connect" in row["message"]
+    assert "re-sent" not in row["message"], row["message"]
+
+
 def test_validate_after_a_run_shows_no_row_ready(cli, sim, tmp_path: Path) -> None:
     """`validate` with a target reads the ledger: rows `run` would skip are skipped, with run's message."""
     source = write_csv(tmp_path / "calls.csv", rows_of(4))
