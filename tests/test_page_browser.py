@@ -200,6 +200,10 @@ def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], t
     expect(page.get_by_role("region", name=re.compile("What the ledger knows"))).to_contain_text("disposed")
     shot(page, "7-history")
 
+    upload(page, url, FIXTURES / "libreoffice_calls.xlsx")  # the same file again: its calls are all known now
+    expect(page.get_by_role("button", name="Nothing to send")).to_be_disabled()
+    expect(page.get_by_text("Every row is already disposed or skipped, invalid, or excluded.")).to_be_visible()
+
 
 def test_spreadsheet_text_never_runs_as_script(page: Any, served: dict[str, Any], tmp_path: Path) -> None:
     """Notes and carried cells holding <script> and onerror markup show as text on every page; no dialog opens."""

@@ -57,7 +57,9 @@ function setUpCheck(main) {
     }
     if (sendButton && toSend !== undefined) {
       sendButton.dataset.toSend = String(toSend);
-      sendButton.textContent = `Send ${plural(toSend, "call")} to ${host}`;
+      sendButton.textContent = toSend ? `Send ${plural(toSend, "call")} to ${host}` : "Nothing to send";
+      sendButton.disabled = !toSend;
+      $("#nothing-to-send").hidden = Boolean(toSend);
     }
   }
   function filter() {
