@@ -203,6 +203,11 @@ def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], t
     upload(page, url, FIXTURES / "libreoffice_calls.xlsx")  # the same file again: its calls are all known now
     expect(page.get_by_role("button", name="Nothing to send")).to_be_disabled()
     expect(page.get_by_text("Every row is already disposed or skipped, invalid, or excluded.")).to_be_visible()
+    skipped = page.locator('tr[data-status="skipped"]')  # already disposed: nothing to look at, under the switch
+    expect(skipped).to_have_count(5)  # row 12 was fixed in the page, not in the file: still invalid there
+    for row in skipped.all():
+        expect(row).to_be_hidden()
+    expect(page.locator('tr[data-status="invalid"]').first).to_be_visible()
 
 
 def test_spreadsheet_text_never_runs_as_script(page: Any, served: dict[str, Any], tmp_path: Path) -> None:

@@ -65,13 +65,16 @@ def _header_guess(preview: list[tuple[int, list[str]]]) -> dict[str, Any]:
     return {"row": row, "columns": columns}
 
 
+FINE = ("ready", "skipped")  # rows that need nothing from the person: hidden under "Only rows with problems"
+
+
 def _rows(upload: Any) -> list[dict[str, Any]]:
     """The rows the check page lists: every row with a problem (up to a limit), then the first fine ones."""
     checked, table = upload.checked, upload.table
     rows, problems, fine = [], 0, 0
     carried = service.carried_columns(table)
     for index, (row, status, message) in enumerate(zip(checked.rows, checked.status, checked.message, strict=True)):
-        if status == "ready":
+        if status in FINE:
             fine += 1
             if fine > ROWS_SHOWN and row not in upload.edits:
                 continue

@@ -76,7 +76,7 @@ function setUpCheck(main) {
     if (!ok) { $(".message", tr).textContent = data.error; return; }
     tr.dataset.status = data.status;
     tr.classList.add("edited");
-    tr.classList.toggle("fine", data.status === "ready");
+    tr.classList.toggle("fine", data.status === "ready" || data.status === "skipped");
     const badge = $(".status", tr);
     badge.textContent = data.status;
     badge.dataset.status = data.status;
