@@ -188,6 +188,24 @@ def test_fixed_row_is_sent_with_the_fixed_values_and_excluded_row_is_not_sent(  
     assert all(TOKEN not in text for text in page.texts)
 
 
+def test_a_fix_in_the_page_gets_the_files_warnings_anew_and_the_run_shows_its_own(  # type: ignore[no-untyped-def]
+        make_page, sim, tmp_path) -> None:
+    """A blank disposition fixed in the page as "Intrested", beside "Interested" rows: the answer to the edit
+    carries the look-alike warning (shown at once), and the finished run's view carries the run's warnings
+    (here that the ledger knew nothing of this host yet), as the CLI prints them."""
+    page = make_page(sim)
+    rows = [["1000", "1", "Interested", ""], ["1001", "2", "Interested", ""], ["1002", "3", "", ""]]
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
+    assert not any("look alike" in w for w in upload["warnings"])
+    fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/4", json={"disposition": "Intrested"}).json()
+    assert fixed["status"] == "ready"
+    assert any("Dispositions that look alike: 'Intrested' (1 row) beside 'Interested' (2 rows)" in w
+               for w in fixed["warnings"]), fixed["warnings"]
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert any("has no record of" in w for w in view["warnings"]), view["warnings"]
+    assert "has no record of" in page.request("GET", f"/runs/{view['run']}").text
+
+
 def test_run_refused_with_409_while_another_run_holds_the_lock(  # type: ignore[no-untyped-def]
         make_page, sim, tmp_path) -> None:
     """While a CLI run holds the ledger's lock, a run from the page gets 409 and a sentence; nothing is sent."""

@@ -162,7 +162,7 @@ async def patch_row(request: Request) -> Response:
     checked = await run_in_threadpool(state.check, upload)
     position = checked.index[row]
     return JSONResponse({"row": row, "status": checked.status[position], "message": checked.message[position],
-                         "counts": checked.counts, "to_send": checked.to_send})
+                         "counts": checked.counts, "to_send": checked.to_send, "warnings": checked.warnings})
 
 
 def _text(value: object) -> str | None:

@@ -121,7 +121,7 @@ class PageRun:
             "results": done.get("results"),
             "workbook": f"/api/runs/{self.id}/workbook" if done.get("results") else None,
             "duration_s": done.get("duration_s"), "progress": live, "problems": done.get("problems", []),
-            "stop_reason": done.get("stop_reason"),
+            "stop_reason": done.get("stop_reason"), "warnings": done.get("warnings", []),
             "error": self.error, "stopping": self._stop_asked and self.state == "running",
             "upload": self.upload_id,
         }

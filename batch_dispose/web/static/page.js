@@ -82,6 +82,7 @@ function setUpCheck(main) {
     badge.dataset.status = data.status;
     $(".message", tr).textContent = data.message;
     showCounts(data.counts, data.to_send);
+    showWarnings($("#warnings"), data.warnings);
   }
   table.addEventListener("change", (event) => {
     const input = event.target, tr = input.closest("tr");
@@ -142,6 +143,18 @@ function setUpColumns(main) {
 }
 
 // -- 4/5. progress, stop, done -----------------------------------------------------------------
+// The file's (or the run's) warnings, as the server says them now (a fix in the page can add one).
+function showWarnings(box, warnings) {
+  if (!box || !warnings) return;
+  box.replaceChildren(...warnings.map((text) => {
+    const p = document.createElement("p");
+    p.className = "warning";
+    p.setAttribute("role", "note");
+    p.textContent = text;
+    return p;
+  }));
+}
+
 function setUpRun(main) {
   const id = main.dataset.run, bar = $("#bar");
   function show(view) {
@@ -162,6 +175,7 @@ function setUpRun(main) {
     $("#done").hidden = false;
     $("#summary").textContent = texts.summary;
     $("#error").textContent = view.error || "";
+    showWarnings($("#warnings"), view.warnings);
     $("#download").hidden = !view.workbook;
     $("#again").hidden = !view.again;
     $("#again-help").hidden = $("#again").hidden;
