@@ -35,6 +35,7 @@ LEAD_COLUMNS = ("status", "message")  # before the input's columns
 TAIL_COLUMNS = ("row", "http_status", "attempts", "finished_at")  # after them
 assert set(LEAD_COLUMNS + TAIL_COLUMNS) == set(RESULT_COLUMNS)
 IGNORED_MESSAGE = "no call data: ignored (not sent, not counted as a problem)"
+MESSAGE_WIDTH = 90  # characters of the message column seen without scrolling (the others: 60 at most)
 KINDS = ("results", "checked")  # run's and validate's workbooks
 _RESULTS_SUFFIX = re.compile(r"-(?:results|checked)-\d{8}-\d{6}(?:-\d+)?$")
 # C0 controls other than tab/LF/CR, DEL's neighbours XML refuses, lone surrogates, U+FFFE/U+FFFF.
@@ -384,10 +385,13 @@ def _widths(layout: _Layout, table: Table, results: RowResults) -> list[float]:
     tail = layout.tail
     longest[tail] = max(longest[tail], len(str(table.rows[-1])) if table.rows else 0)
     longest[tail + 3] = max(longest[tail + 3], 25 if any(results.finished_at[index] for index in sample) else 0)
-    return [min(max(length + 2, 8), 60) for length in longest]
+    widths = [min(max(length + 2, 8), 60) for length in longest]
+    widths[1] = min(max(longest[1] + 2, 8), MESSAGE_WIDTH)  # messages run long: more of each is read unscrolled
+    return widths
 
 
 def _summary_sheet(summary: Sequence[tuple[str, object]]) -> str:
+    labels = min(max((len(key) for key, _ in summary), default=20) + 2, 45)  # "Rows without call data (ignored)"
     rows = []
     for number, (key, value) in enumerate(summary, start=1):
         if isinstance(value, str):
@@ -395,7 +399,7 @@ def _summary_sheet(summary: Sequence[tuple[str, object]]) -> str:
         else:
             cell = f'<c r="B{number}"><v>{value}</v></c>'
         rows.append(f'<row r="{number}">{_text(f"A{number}", key, _BOLD)}{cell}</row>')
-    return _XML + (f'<worksheet xmlns="{_MAIN}"><cols><col min="1" max="1" width="24" customWidth="1"/>'
+    return _XML + (f'<worksheet xmlns="{_MAIN}"><cols><col min="1" max="1" width="{labels}" customWidth="1"/>'
                    f'<col min="2" max="2" width="70" customWidth="1"/></cols><sheetData>{"".join(rows)}'
                    "</sheetData></worksheet>")
 

@@ -47,6 +47,20 @@ def _results(tmp_path: Path, rows: list[list[object]], statuses: list[Status]) -
                          reports_dir=tmp_path / "reports", started=STARTED)
 
 
+def test_long_messages_and_summary_labels_are_readable_without_widening_columns(tmp_path: Path) -> None:
+    """A skipped row's long message shows 90 characters before the column ends (other columns stop at 60), and
+    the Summary's labels ("Rows without call data (ignored)") fit their column."""
+    table = load(write_csv(tmp_path / "day.csv", [["C1", 1, "Interested", ""]]))
+    results = RowResults(len(table))
+    long = "already disposed at 2026-11-27 16:07:01 +0530 (ledger; last sent from crm-export-monday.xlsx); not sent"
+    results.set(0, Outcome(Status.SKIPPED, long))
+    label = "Rows without call data (ignored)"
+    path = write_results(table, results, [("Rows", 1), (label, 0)], reports_dir=tmp_path / "reports", started=STARTED)
+    workbook = load_workbook(path)
+    assert workbook["Results"].column_dimensions["B"].width == 90
+    assert workbook["Summary"].column_dimensions["A"].width >= len(label) + 1
+
+
 def test_sheet_is_set_up_for_people_and_reads_back_exactly(tmp_path: Path) -> None:
     """Header frozen and bold, autofilter over every row, one colour rule per status, widths set, and
     every cell reads back as written (text stays text, numbers are numbers)."""
