@@ -346,7 +346,8 @@ def _dated(ref: str, value: object) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.replace(tzinfo=None)
-        serial, style = (value - _EPOCH) / timedelta(days=1), _DATETIME
+        serial = (value - _EPOCH) / timedelta(days=1)
+        style = _DATE if value.time() == time() else _DATETIME  # a date cell reads back at midnight: no 00:00:00
     elif isinstance(value, date):
         serial, style = float((value - _EPOCH.date()).days), _DATE
     elif isinstance(value, time):

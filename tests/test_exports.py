@@ -272,6 +272,9 @@ def test_carried_numbers_and_dates_stay_typed_ids_stay_text(cli, sim, tmp_path: 
     assert record["callID"] == "9001" and record["logID"] == "9001"
     assert record["Minutes"] == 12.5 and record["VIP"] is True
     assert record["Called"] == datetime(2026, 1, 2, 3, 4, 5) and record["Day"] == datetime(2026, 1, 3)
+    sheet = load_workbook(Path(result.json()["results"]))["Results"]
+    formats = {header: sheet.cell(2, headers.index(header) + 1).number_format for header in ("Called", "Day")}
+    assert formats == {"Called": "yyyy-mm-dd hh:mm:ss", "Day": "yyyy-mm-dd"}  # a date is not shown at 00:00:00
     offset = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
     assert re.fullmatch(offset, record["finished_at"]) and re.fullmatch(offset, summary["Started"])
     assert headers[:2] == ["status", "message"]
