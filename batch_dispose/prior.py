@@ -215,7 +215,7 @@ def resolve_calls(settings: Settings, call_ids: Sequence[str], *, disposed: bool
     wanted = list(dict.fromkeys(call_id.strip() for call_id in call_ids if call_id.strip()))
     if not wanted:
         raise UsageError("Name at least one call ID to resolve.")
-    who = who or _user()
+    who = who or os_user()
     old = settings.old_ledger_path
     if not path.exists() and not (old is not None and old.exists()):
         raise NotInLedgerError(f"There is no ledger at {path} yet: nothing has been sent with it, so there is "
@@ -233,7 +233,8 @@ def resolve_calls(settings: Settings, call_ids: Sequence[str], *, disposed: bool
     return [Resolution(record.call_id, host, record.status, disposed, who, note) for record in before]
 
 
-def _user() -> str:
+def os_user() -> str:
+    """The operating system's name for who runs this (what `resolve` records as who checked)."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):

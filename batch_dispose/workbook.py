@@ -386,7 +386,7 @@ def _widths(layout: _Layout, table: Table, results: RowResults) -> list[float]:
     tail = layout.tail
     longest[tail] = max(longest[tail], len(str(table.rows[-1])) if table.rows else 0)
     longest[tail + 3] = max(longest[tail + 3], 25 if any(results.finished_at[index] for index in sample) else 0)
-    widths = [min(max(length + 2, 8), 60) for length in longest]
+    widths: list[float] = [min(max(length + 2, 8), 60) for length in longest]
     widths[1] = min(max(longest[1] + 2, 8), MESSAGE_WIDTH)  # messages run long: more of each is read unscrolled
     return widths
 

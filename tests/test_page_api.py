@@ -357,6 +357,34 @@ def test_a_run_that_stops_by_itself_says_why_in_plain_words(make_page, simulator
     assert view["again"] is False  # the same token would only be rejected again
 
 
+def test_a_call_left_unknown_is_settled_from_the_page_with_what_was_seen_in_ryng(  # type: ignore[no-untyped-def]
+        make_page, simulator, tmp_path) -> None:
+    """A call whose reply was lost: its lookup offers to record what the person saw in Ryng; recorded as
+    disposed (with who and the note), the same file sent again skips it; a call the ledger does not know, or a
+    body that says nothing, gets a sentence."""
+    sim = simulator(scripts={"1001": [502]})
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(3))).json()
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["counts"]["unknown"] == 1
+    run_html = page.request("GET", f"/runs/{view['run']}").text
+    assert "look each call up under <a href=\"/history\">History</a>" in run_html
+    lookup = page.request("GET", "/history?call=1001").text
+    assert "It was disposed in Ryng" in lookup and "Look the call up in Ryng" in lookup
+    assert page.request("POST", "/api/calls/1001/resolve", json={"as": "maybe"}).status_code == 422
+    missing = page.request("POST", "/api/calls/NOPE-1/resolve", json={"as": "disposed"})
+    assert missing.status_code == 404 and "has no record of call NOPE-1" in missing.json()["error"]
+    settled = page.request("POST", "/api/calls/1001/resolve", json={"as": "disposed", "note": "seen ended at 18:02"})
+    assert settled.status_code == 200, settled.text
+    (state,) = settled.json()["hosts"]
+    assert state["status"] == "disposed"
+    assert "(on the ops page) after checking in Ryng: seen ended at 18:02" in settled.json()["events"][0]["message"]
+    assert "It was disposed in Ryng" not in page.request("GET", "/history?call=1001").text
+    again = page.upload(write_csv(tmp_path / "calls.csv", rows_of(3))).json()
+    assert again["counts"]["skipped"] == 3 and again["to_send"] == 0
+    assert sim.stats.received["1001"] == 1
+
+
 def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]
     """With a passcode, pages redirect to the login form and the API answers 401 until the right passcode is given."""
     page = make_page(sim, passcode="open sesame")

@@ -321,3 +321,29 @@ def test_a_file_without_the_expected_header_lets_the_person_pick_the_columns(pag
     shot(page, "2b-columns")
     page.get_by_role("button", name="Check again").click()
     expect(page.get_by_role("button", name=re.compile(r"^Send 2 calls to"))).to_be_visible()
+
+
+def test_a_call_left_unknown_is_recorded_from_its_lookup(page: Any, served: dict[str, Any]) -> None:
+    """A call a killed run left unknown: its lookup explains, the person records "It was disposed in Ryng"
+    with a note, and the lookup then shows it disposed (later runs skip it)."""
+    from playwright.sync_api import expect
+
+    from batch_dispose.client import base_url_for
+    from batch_dispose.models import CallRequest, Outcome, Status
+
+    host = base_url_for(base_url=served["sim"].base_url)
+    call = CallRequest(index=0, row=2, call_id="UNK-77", log_id=77, disposition="Interested", notes="")
+    with Ledger.open(served["ledger"]) as ledger:  # what a run that lost the reply leaves behind
+        run = ledger.begin_run(host, "crm.csv", "")
+        ledger.commit(host, run, [], [call])
+        ledger.commit(host, run, [(call, Outcome(Status.UNKNOWN, "sent, but no reply within 30 s", None, 1,
+                                                 "2026-11-30T10:00:00.000Z"))], [])
+        ledger.end_run(run, {Status.UNKNOWN: 1})
+    page.goto(served["url"] + "history?call=UNK-77")
+    answer = page.get_by_role("region", name=re.compile("What the ledger knows of UNK-77"))
+    expect(answer).to_contain_text("it is not known whether Ryng ended the call")
+    page.get_by_label("Note (optional)").fill("ended at 18:02 in Ryng")
+    page.get_by_role("button", name="It was disposed in Ryng").click()
+    expect(answer.locator(".status").first).to_have_text("disposed")
+    expect(answer).to_contain_text("after checking in Ryng: ended at 18:02 in Ryng")
+    expect(page.get_by_role("button", name="It was disposed in Ryng")).to_have_count(0)

@@ -296,6 +296,34 @@ async def get_call(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(service.call_history, state.settings, call_id))
 
 
+async def resolve_call(request: Request) -> Response:
+    """POST /api/calls/{call_id}/resolve {as: "disposed"|"failed", note}: record what a person saw in Ryng about
+    a call left unknown (the CLI's `resolve`): disposed, later runs skip it; not disposed, the next run sends it."""
+    from ..errors import LockHeldError, NotInLedgerError
+    from ..prior import os_user, resolve_calls
+
+    state = state_of(request)
+    call_id = request.path_params["call_id"].strip()
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("as") not in ("disposed", "failed"):
+        return error(422, "Say what you saw in Ryng: {\"as\": \"disposed\"} or {\"as\": \"failed\"}.")
+    note = str(body.get("note") or "").strip()[:500]
+    try:
+        await run_in_threadpool(resolve_calls, state.settings, [call_id], disposed=body["as"] == "disposed",
+                                note=note, who=f"{os_user()} (on the ops page)")
+    except NotInLedgerError:
+        return error(404, f"The ledger has no record of call {call_id} on {service.host_of(state.settings)}, so "
+                          f"there is nothing to record; check the call ID.")
+    except LockHeldError:
+        return error(409, "A run is using the ledger right now; record this when it has finished.")
+    except BatchDisposeError as exc:
+        return error(422, str(exc))
+    return JSONResponse(await run_in_threadpool(service.call_history, state.settings, call_id))
+
+
 ROUTES = [
     Route("/api/files", post_file, methods=["POST"]),
     Route("/api/files/{id}", get_file, methods=["GET"]),
@@ -309,4 +337,5 @@ ROUTES = [
     Route("/api/runs/{id}/workbook", run_workbook, methods=["GET"]),
     Route("/api/runs/{id}/again", run_again, methods=["POST"]),
     Route("/api/calls/{call_id}", get_call, methods=["GET"]),
+    Route("/api/calls/{call_id}/resolve", resolve_call, methods=["POST"]),
 ]

@@ -102,7 +102,7 @@ async def history(request: Request) -> Response:
     call_id = request.query_params.get("call", "").strip()[:64]
     call = await run_in_threadpool(service.call_history, state.settings, call_id) if call_id else None
     runs = await run_in_threadpool(history_entries, state)
-    return render(request, "history.html", runs=runs, call=call, call_id=call_id)
+    return render(request, "history.html", runs=runs, call=call, call_id=call_id, target=state.settings.base_url)
 
 
 async def login(request: Request) -> Response:

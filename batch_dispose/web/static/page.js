@@ -180,6 +180,7 @@ function setUpRun(main) {
     $("#again").hidden = !view.again;
     $("#again-help").hidden = $("#again").hidden;
     $("#problems").hidden = $("#problems-heading").hidden = !view.problems.length;
+    $("#unknown-help").hidden = !view.counts.unknown;
     const body = $("#problems tbody");
     body.replaceChildren();
     for (const problem of view.problems) {
@@ -215,10 +216,26 @@ function setUpRun(main) {
   });
 }
 
+// History: record what a person saw in Ryng about a call left unknown.
+function setUpResolve(box) {
+  for (const button of box.querySelectorAll("button[data-as]")) {
+    button.addEventListener("click", async () => {
+      for (const other of box.querySelectorAll("button")) other.disabled = true;
+      const url = `/api/calls/${encodeURIComponent(box.dataset.call)}/resolve`;
+      const { ok, data } = await api("POST", url, { as: button.dataset.as, note: $("#resolve-note").value });
+      if (ok) { window.location.reload(); return; }
+      $("#resolve-error").textContent = data.error;
+      for (const other of box.querySelectorAll("button")) other.disabled = false;
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const form = $("#upload"), main = $("main");
   if (form) setUpUpload(form);
   if (main && main.dataset.upload) setUpCheck(main);
   if (main && main.dataset.run) setUpRun(main);
   if (main && main.dataset.columns) setUpColumns(main);
+  const resolve = $(".resolve");
+  if (resolve) setUpResolve(resolve);
 });
