@@ -347,3 +347,22 @@ def test_a_call_left_unknown_is_recorded_from_its_lookup(page: Any, served: dict
     expect(answer.locator(".status").first).to_have_text("disposed")
     expect(answer).to_contain_text("after checking in Ryng: ended at 18:02 in Ryng")
     expect(page.get_by_role("button", name="It was disposed in Ryng")).to_have_count(0)
+
+
+def test_history_fits_a_phone_and_shows_times_as_people_read_them(page: Any, served: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    """At 390 px the History page is no wider than the screen (its tables scroll inside it), and its times
+    read like the rest of the tool's (local, to the second, with the offset), not as raw ISO strings."""
+    from playwright.sync_api import expect
+
+    upload(page, served["url"], write_csv(tmp_path / "phone.csv", rows_of(1, start=91_000)))
+    page.get_by_role("button", name=re.compile(r"^Send 1 call")).click()
+    page.get_by_role("button", name="Yes, send them").click()
+    expect(page.locator("#state")).to_have_text("Finished.", timeout=20_000)
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(served["url"] + "history")
+    runs = page.get_by_role("table", name="Runs")
+    expect(runs).to_contain_text("phone.csv")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}", runs.inner_text())
+    assert not re.search(r"T\d\d:\d\d:\d\d\.\d+Z", runs.inner_text())

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..history import when
 from . import service
 from .api import columns_json, history_entries, state_of, upload_json
 from .security import COOKIE, SESSION_S, session_of
@@ -21,6 +22,7 @@ PROBLEMS_SHOWN = 2000
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined)
 _env.filters["basename"] = lambda path: str(path or "").replace("\\", "/").rsplit("/", 1)[-1]
+_env.filters["when"] = when  # ledger times as people read them: local, to the second, with the offset
 
 
 def render(request: Request, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
