@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -189,9 +189,25 @@ def summary_lines(result: FileResult) -> list[str]:
     if result.problems:
         first = f"the first {len(result.problems)} of " if left > len(result.problems) else ""
         lines.append(f"rows to look at ({first}{left}; all are in the workbook):")
-        lines += [f"  row {row:>5}  {status:<12} {message}" for row, status, message in result.problems]
+        lines += _grouped(result.problems)
     if result.results_path is not None:
         lines.append(f"results: {result.results_path}")
+    return lines
+
+
+def _grouped(problems: Sequence[tuple[int, str, str]]) -> list[str]:
+    """One line per distinct problem, naming its rows ("rows 2, 3, 4 …"): a server that refused every
+    connection gives one line, not the same sentence ten times."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for row, status, message in problems:
+        rows.setdefault((status, message), []).append(row)
+    lines = []
+    for (status, message), numbers in rows.items():
+        if len(numbers) == 1:
+            lines.append(f"  row {numbers[0]:>5}  {status:<12} {message}")
+        else:
+            listed = ", ".join(map(str, numbers[:6])) + (", …" if len(numbers) > 6 else "")
+            lines.append(f"  rows {listed}  {status}: {message}")
     return lines
 
 

@@ -193,6 +193,9 @@ def test_a_small_file_against_a_refused_port_names_the_cause_once_per_row_in_pla
                  "--retries", "1", "--json")
     _, records, _ = read_results(Path(result.json()["results"]))
     assert [r["status"] for r in records] == ["failed"] * 3
+    assert result.err.count("could not connect") == 1  # one line for the three rows: "rows 2, 3, 4  failed: …"
+    assert f"  rows 2, 3, 4  failed: could not connect to the server (connection refused by 127.0.0.1:{port})" \
+        in result.err
     assert records[0]["message"] == (f"could not connect to the server (connection refused by 127.0.0.1:{port}); the "
                                      f"call was not sent, so it is safe to re-run (gave up after 2 attempts)")
 
