@@ -177,11 +177,17 @@ def _body(call: CallRequest) -> bytes:
 
 def preview(base_url: str | None, call: CallRequest) -> str:
     """The exact request a row becomes, as text, with the token masked (for `validate`)."""
-    client = RyngClient(base_url or "https://SUBDOMAIN.ryng.in", Secret(MASK), transport=None, timeout=0)
+    client = RyngClient(base_url or "https://your-subdomain.ryng.in", Secret(MASK), transport=None, timeout=0)
     request = client.request_for(call)
     headers = "\n".join(f"{name}: {value}" for name, value in request.headers.items()
                         if name in ("x-access-token", "content-type"))
-    return f"{request.method} {request.url}\n{headers}\n\n{request.content.decode('ascii')}"
+    body = request.content.decode("ascii")
+    text = f"{request.method} {request.url}\n{headers}\n\n{body}"
+    if "\\u" in body:  # é travels as \u00e9: say that Ryng reads the text as written
+        notes = call.notes[:80] + ("…" if len(call.notes) > 80 else "")
+        text += (f"\n(\\u escapes are how JSON carries letters beyond ASCII; Ryng reads them as written: "
+                 f"disposition “{call.disposition[:60]}”, notes “{notes}”)")
+    return text
 
 
 def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:

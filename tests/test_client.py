@@ -156,7 +156,10 @@ def test_preview_shows_the_exact_request_with_the_token_masked() -> None:
     assert text.splitlines()[0] == "PATCH http://127.0.0.1:9/proxy/rest-api/v1/preview/call/C%201"
     assert f"x-access-token: {MASK}" in text
     assert json.loads(text.split("\n\n", 1)[1]) == {"logID": 87278, "dispositionName": "Interested", "notes": "hi"}
-    assert preview(None, call()).startswith("PATCH https://subdomain.ryng.in/rest-api/v1/preview/call/C-1001\n")
+    assert preview(None, call()).startswith("PATCH https://your-subdomain.ryng.in/rest-api/v1/preview/call/C-1001\n")
+    accented = preview(None, call(disposition="Intéressé", notes="नमस्ते"))
+    assert '"dispositionName": "Int\\u00e9ress\\u00e9"' in accented  # the bytes that are sent, exactly
+    assert accented.endswith("Ryng reads them as written: disposition “Intéressé”, notes “नमस्ते”)")
 
 
 # --- what each answer means ------------------------------------------------------------------
