@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from batch_dispose.ledger import Ledger
 from batch_dispose.settings import Settings
 from batch_dispose.web import uploads
 from batch_dispose.web.app import create_app
-from tests.conftest import TOKEN, read_results, rows_of, write_csv, write_xlsx
+from tests.conftest import HEADER, TOKEN, read_results, rows_of, write_csv, write_xlsx
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ORIGIN = "http://127.0.0.1:8080"
@@ -383,6 +384,35 @@ def test_a_call_left_unknown_is_settled_from_the_page_with_what_was_seen_in_ryng
     again = page.upload(write_csv(tmp_path / "calls.csv", rows_of(3))).json()
     assert again["counts"]["skipped"] == 3 and again["to_send"] == 0
     assert sim.stats.received["1001"] == 1
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+|batch-dispose resolve")
+
+
+def test_the_page_names_its_own_controls_never_the_command_lines_flags(  # type: ignore[no-untyped-def]
+        make_page, simulator, tmp_path) -> None:
+    """Sentences the page shares with the CLI (a missing notes or logID column, look-alike dispositions, a row
+    left unknown, a row already disposed whose content changed) name the page's controls, never `--column`,
+    `--no-notes`, `--retry-unknown`, `--force` or `batch-dispose resolve`."""
+    page = make_page(simulator(scripts={"1001": [502]}))
+    no_notes = page.upload(write_csv(tmp_path / "a.csv", [["1", "2", "Interested"]], header=HEADER[:3]))
+    assert no_notes.status_code == 422 and "tick “There is no notes column” there" in no_notes.json()["error"]
+    no_log = page.upload(write_csv(tmp_path / "b.csv", [["1", "Interested", ""]],
+                                   header=["callID", "disposition", "notes"]))
+    assert no_log.status_code == 422 and "or choose the column below" in no_log.json()["error"]
+    rows = [["1000", "1", "Interested", ""], ["1001", "2", "Interested", ""], ["1002", "3", "Intrested", ""]]
+    first = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
+    assert any("look alike" in warning for warning in first["warnings"])
+    view = page.wait(page.request("POST", f"/api/files/{first['id']}/run").json()["run"])
+    assert view["counts"]["unknown"] == 1
+    rows[0][2] = "Callback"  # disposed as Interested, now says Callback: skipped, both named
+    again = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
+    unknown = next(p["message"] for p in again["problems"] if p["status"] == "unknown")
+    assert "record what you saw under History" in unknown
+    skipped = next(p["message"] for p in again["problems"] if p["status"] == "skipped" and "differs" in p["message"])
+    assert skipped.endswith("(it is not sent again)")
+    shown = [no_notes.text, no_log.text, json.dumps(first), json.dumps(view), json.dumps(again)]
+    assert not any(FLAG.search(text) for text in shown), [FLAG.findall(text) for text in shown]
 
 
 def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from ..errors import BatchDisposeError
 from . import service, uploads
 from .state import Conflict, PageState
+from .wording import for_page
 
 EVENT_EVERY_S = 0.25  # progress is looked at this often; an event goes out on change, or every 0.5 s
 HEARTBEAT_S = 0.5
@@ -63,7 +64,7 @@ async def post_file(request: Request) -> Response:
     try:
         await run_in_threadpool(state.check, upload)
     except service.InputFileError as exc:
-        sentence = str(exc).replace(str(upload.path), upload.name)
+        sentence = for_page(str(exc).replace(str(upload.path), upload.name))
         if "column" in sentence:  # no header found, a column missing or doubled: the person can pick them
             upload.preview = await run_in_threadpool(service.preview_grid, upload.path)
         if not upload.preview:
@@ -121,7 +122,7 @@ async def post_columns(request: Request) -> Response:
         await run_in_threadpool(state.check, upload)
     except (service.InputFileError, service.UsageError) as exc:
         upload.checked = None
-        upload.error = str(exc).replace(str(upload.path), upload.name)
+        upload.error = for_page(str(exc).replace(str(upload.path), upload.name))
         return JSONResponse(columns_json(upload), status_code=422)
     upload.error = None
     return JSONResponse(upload_json(state, upload))

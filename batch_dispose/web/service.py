@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .. import job, loading, planning
 from ..errors import InputFileError, LedgerError, LockHeldError, UsageError
 from ..models import FileResult, Outcome, Status
+from .wording import for_page
 
 if TYPE_CHECKING:
     from ..credentials import Secret
@@ -165,10 +166,12 @@ def check(table: Table, settings: Settings, allowed: tuple[str, ...] | None, *,
     counts = {name: found[Status(name)] for name in CHECK_STATUSES}
     statuses = [status.value for status in results.status]
     duplicates = sum(1 for index in decided.duplicates if results.status[index] is Status.INVALID)
-    return Check(rows=list(table.rows), status=statuses, message=list(results.message), counts=counts,
+    worded = {message: for_page(message) for message in set(results.message)}  # messages repeat: once each
+    return Check(rows=list(table.rows), status=statuses, message=[worded[m] for m in results.message], counts=counts,
                  ignored=table.ignored,
                  columns=describe_columns(table), previews=[preview(settings.base_url, call) for call in to_send[:3]],
-                 warnings=list(decided.warnings), duplicates=duplicates, to_send=len(to_send),
+                 warnings=[for_page(warning) for warning in decided.warnings], duplicates=duplicates,
+                 to_send=len(to_send),
                  index={row: position for position, row in enumerate(table.rows)})
 
 
@@ -243,7 +246,7 @@ def _any_ledger(settings: Settings) -> bool:
 
 
 def summary(result: FileResult) -> dict[str, object]:
-    """A finished run as `run --json` shows it (the same keys)."""
+    """A finished run as `run --json` shows it (the same keys; messages and warnings in the page's words)."""
     return {
         "results": str(result.results_path) if result.results_path else None,
         "rows": result.rows,
@@ -252,8 +255,9 @@ def summary(result: FileResult) -> dict[str, object]:
         "exit_code": int(result.exit_code),
         "stop_reason": result.stop_reason.value if result.stop_reason else None,
         "stop_cause": result.stop_cause,
-        "problems": [{"row": row, "status": status, "message": message} for row, status, message in result.problems],
-        "warnings": list(result.warnings),
+        "problems": [{"row": row, "status": status, "message": for_page(message)}
+                     for row, status, message in result.problems],
+        "warnings": [for_page(warning) for warning in result.warnings],
         "error": result.error,
     }
 
