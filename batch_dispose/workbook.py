@@ -35,7 +35,8 @@ LEAD_COLUMNS = ("status", "message")  # before the input's columns
 TAIL_COLUMNS = ("row", "http_status", "attempts", "finished_at")  # after them
 assert set(LEAD_COLUMNS + TAIL_COLUMNS) == set(RESULT_COLUMNS)
 IGNORED_MESSAGE = "no call data: ignored (not sent, not counted as a problem)"
-MESSAGE_WIDTH = 90  # characters of the message column seen without scrolling (the others: 60 at most)
+MESSAGE_WIDTH = 80  # characters of the message column seen without scrolling (the others: 60 at most); status and
+# message then fit on one landscape page when printed
 KINDS = ("results", "checked")  # run's and validate's workbooks
 _RESULTS_SUFFIX = re.compile(r"-(?:results|checked)-\d{8}-\d{6}(?:-\d+)?$")
 # C0 controls other than tab/LF/CR, DEL's neighbours XML refuses, lone surrogates, U+FFFE/U+FFFF.
@@ -290,7 +291,7 @@ def _results_sheet(sheet: IO[bytes], table: Table, results: RowResults, layout: 
                     for n, status in enumerate(STATUS_FILLS))
     write(f'</sheetData><autoFilter ref="A{first}:{letters[-1]}{max(last, first)}"/>'
           f'<conditionalFormatting sqref="{status_ref}:{letters[-1]}{max(last, first + 1)}">{rules}'
-          '</conditionalFormatting></worksheet>')
+          '</conditionalFormatting><pageSetup orientation="landscape"/></worksheet>')  # printed: status and message
     sheet.write("".join(chunk).encode("utf-8"))
     return last
 

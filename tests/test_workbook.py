@@ -48,7 +48,7 @@ def _results(tmp_path: Path, rows: list[list[object]], statuses: list[Status]) -
 
 
 def test_long_messages_and_summary_labels_are_readable_without_widening_columns(tmp_path: Path) -> None:
-    """A skipped row's long message shows 90 characters before the column ends (other columns stop at 60), and
+    """A skipped row's long message shows 80 characters before the column ends (other columns stop at 60), and
     the Summary's labels ("Rows without call data (ignored)") fit their column."""
     table = load(write_csv(tmp_path / "day.csv", [["C1", 1, "Interested", ""]]))
     results = RowResults(len(table))
@@ -57,7 +57,8 @@ def test_long_messages_and_summary_labels_are_readable_without_widening_columns(
     label = "Rows without call data (ignored)"
     path = write_results(table, results, [("Rows", 1), (label, 0)], reports_dir=tmp_path / "reports", started=STARTED)
     workbook = load_workbook(path)
-    assert workbook["Results"].column_dimensions["B"].width == 90
+    assert workbook["Results"].column_dimensions["B"].width == 80
+    assert workbook["Results"].page_setup.orientation == "landscape"  # printed, status and message fit one page
     assert workbook["Summary"].column_dimensions["A"].width >= len(label) + 1
 
 
