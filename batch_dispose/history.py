@@ -35,6 +35,7 @@ class RunRecord:
     started_at: str
     finished_at: str | None  # None while it runs; "died before …" when it never finished
     counts: dict[str, int] | None  # None: the run did not finish
+    results: str | None = None  # the results workbook it wrote, when the ledger recorded it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +176,8 @@ def run_lines(runs: Sequence[RunRecord], more: bool, limit: int) -> list[str]:
     for run in runs:
         outcome = counts_text(run.counts, empty="no rows") if run.counts is not None else (
             "did not finish" + (f" ({run.finished_at})" if run.finished_at else "; it may still be running"))
-        lines.append(f"run {run.id}  {when(run.started_at)}  {Path(run.file).name} -> {run.host}  {outcome}")
+        workbook = f"  (workbook {Path(run.results).name})" if run.results else ""
+        lines.append(f"run {run.id}  {when(run.started_at)}  {Path(run.file).name} -> {run.host}  {outcome}{workbook}")
     if more:
         lines.append(f"(the newest {limit} runs; --limit N shows more)")
     return lines
@@ -238,7 +240,8 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
     run_id, host, file, started_at, finished_at, counts = row[:6]
     parsed = json.loads(counts) if isinstance(counts, str) else counts
     return RunRecord(int(run_id), host, file, started_at, finished_at,
-                     {str(name): int(value) for name, value in parsed.items()} if parsed is not None else None)
+                     {str(name): int(value) for name, value in parsed.items()} if parsed is not None else None,
+                     row[6] if len(row) > 6 else None)
 
 
 def _host_state(row: LedgerCall, events: Sequence[Event]) -> HostState:

@@ -7,13 +7,14 @@ prints nothing: progress goes to a `Reporter`, results come back as `FileResult`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import __version__
-from .errors import InputFileError
+from .errors import InputFileError, LedgerError
 from .models import (
     Activity,
     CallRequest,
@@ -298,6 +299,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
                                command="run", stop_reason=stop_reason, warnings=warnings)
         results_path = write_results(table, results, summary, reports_dir=settings.reports_dir, started=started,
                                      notes=decided.edited)
+        with contextlib.suppress(LedgerError):  # only where to find the workbook: the run itself is recorded
+            ledger.note_results(run_id, results_path)
         log.finish(results_path, [f"{status.value}: {counts[status]}" for status in RUN_STATUSES if counts[status]]
                    + [f"results: {results_path}"])
     finally:

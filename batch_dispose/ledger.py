@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LedgerError, LedgerWriteError, LockHeldError
-from .ledgerfile import SCHEMA_VERSION, connect, create, damaged, healthy_mark, mark_healthy, wal_of
+from .ledgerfile import RUN_RESULTS, SCHEMA_VERSION, connect, create, damaged, healthy_mark, mark_healthy, wal_of
 from .models import CallRequest, Outcome, Status, iso, utc_now
 
 __all__ = ["SCHEMA_VERSION", "CallRecord", "Event", "Ledger", "RunJournal"]
@@ -329,10 +329,28 @@ class Ledger:
         """(host, status, disposed_at) of a call ID on each host the ledger knows it on (see `calls` for more)."""
         return self._query("SELECT host, status, disposed_at FROM calls WHERE call_id = ? ORDER BY host", (call_id,))
 
-    def runs(self, limit: int = 20) -> list[tuple[int, str, str, str, str | None, str | None]]:
-        """(id, host, file, started_at, finished_at, counts JSON), newest first."""
-        return self._query("SELECT id, host, file, started_at, finished_at, counts FROM runs "
-                           "ORDER BY id DESC LIMIT ?", (limit,))
+    def runs(self, limit: int = 20) -> list[tuple[int, str, str, str, str | None, str | None, str | None]]:
+        """(id, host, file, started_at, finished_at, counts JSON, results workbook), newest first."""
+        results = "r.path" if self._has_results() else "NULL"
+        join = "LEFT JOIN run_results r ON r.run_id = runs.id" if results != "NULL" else ""
+        return self._query(f"SELECT id, host, file, started_at, finished_at, counts, {results} FROM runs {join} "
+                           f"ORDER BY id DESC LIMIT ?", (limit,))
+
+    def note_results(self, run_id: int, path: Path) -> None:
+        """Where run `run_id` wrote its results workbook (for `history` and the page, after a restart too)."""
+        with self._transaction():
+            self._db.execute(RUN_RESULTS)
+            self._db.execute("INSERT OR REPLACE INTO run_results (run_id, path) VALUES (?, ?)", (run_id, str(path)))
+
+    def results_of(self, run_id: int) -> str | None:
+        """The results workbook run `run_id` wrote, if recorded."""
+        if not self._has_results():
+            return None
+        found = self._query("SELECT path FROM run_results WHERE run_id = ?", (run_id,))
+        return str(found[0][0]) if found else None
+
+    def _has_results(self) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_results'"))
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list:  # type: ignore[type-arg]
         """A read; a damaged page found on the way is a sentence, not a traceback."""

@@ -90,6 +90,12 @@ END;
 
 MIGRATIONS = {1: _MIGRATE_1_TO_2}  # from version N to N + 1
 
+# Where each run wrote its results workbook. Added beside schema 2 without a new version, made by the first run
+# that records one: a batch-dispose that does not know it still opens the ledger, and a ledger without it has
+# simply recorded no workbook yet.
+RUN_RESULTS = ("CREATE TABLE IF NOT EXISTS run_results (run_id INTEGER PRIMARY KEY REFERENCES runs(id), "
+               "path TEXT NOT NULL)")
+
 
 def damaged(path: Path, reason: str) -> DamagedLedgerError:
     return DamagedLedgerError(

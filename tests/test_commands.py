@@ -224,9 +224,11 @@ def test_history_shows_runs_with_readable_counts(cli, simulator, tmp_path: Path)
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("run 2 ") and lines[0].endswith("1 disposed, 2 skipped")
-    assert lines[1].startswith("run 1 ") and lines[1].endswith("2 disposed, 1 failed")
+    assert lines[0].startswith("run 2 ") and "1 disposed, 2 skipped  (workbook calls-results-" in lines[0]
+    assert lines[1].startswith("run 1 ") and "2 disposed, 1 failed  (workbook calls-results-" in lines[1]
     assert "{" not in result.out
+    runs = cli("history", "--json").json()["runs"]
+    assert all(Path(run["results"]).is_file() and Path(run["results"]).parent == tmp_path / "reports" for run in runs)
 
 
 def test_history_json_has_real_numbers(cli, simulator, tmp_path: Path) -> None:

@@ -415,6 +415,27 @@ def test_the_page_names_its_own_controls_never_the_command_lines_flags(  # type:
     assert not any(FLAG.search(text) for text in shown), [FLAG.findall(text) for text in shown]
 
 
+def test_after_a_restart_history_still_offers_each_runs_workbook(make_page, sim, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The page restarted (a new app on the same ledger and reports folder): History still links the results
+    workbook of the run sent before, from the ledger, and serves it; a workbook the ledger records outside the
+    reports folder is never served."""
+    before = make_page(sim)
+    upload = before.upload(write_csv(tmp_path / "calls.csv", rows_of(2))).json()
+    view = before.wait(before.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["state"] == "finished"
+    after = make_page(sim)  # the same settings: what `serve` finds after a restart
+    (entry,) = after.request("GET", "/api/runs").json()["runs"]
+    assert entry["page_run"] is None and entry["workbook"] == f"/api/history/{entry['id']}/workbook"
+    download = after.request("GET", entry["workbook"])
+    assert download.status_code == 200 and download.content[:2] == b"PK"
+    assert "download" in after.request("GET", "/history").text
+    with Ledger.open(after.settings.ledger_path) as ledger:  # a ledger that names a file elsewhere
+        ledger.note_results(entry["id"], tmp_path / "elsewhere.xlsx")
+    (tmp_path / "elsewhere.xlsx").write_bytes(download.content)
+    assert after.request("GET", f"/api/history/{entry['id']}/workbook").status_code == 404
+    assert after.request("GET", "/api/runs").json()["runs"][0]["workbook"] is None
+
+
 def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]
     """With a passcode, pages redirect to the login form and the API answers 401 until the right passcode is given."""
     page = make_page(sim, passcode="open sesame")

@@ -280,10 +280,23 @@ def history_entries(state: PageState) -> list[dict[str, Any]]:
         page_run = by_file.get(str(entry["file"]))
         path = page_run.result.results_path if page_run is not None and page_run.result is not None else None
         entry["page_run"] = page_run.id if page_run is not None else None
-        entry["workbook"] = f"/api/runs/{page_run.id}/workbook" if page_run is not None and path else None
+        entry["workbook"] = f"/api/runs/{page_run.id}/workbook" if page_run is not None and path else (
+            f"/api/history/{entry['id']}/workbook" if entry.get("results")
+            and service.recorded_workbook(state.settings, entry["id"], entry["results"]) else None)
         entry["results"] = str(path) if path else entry.get("results")
         entry["name"] = page_run.file if page_run is not None else str(entry["file"]).replace("\\", "/").split("/")[-1]
     return history
+
+
+async def history_workbook(request: Request) -> Response:
+    """GET /api/history/{run_id}/workbook: the results workbook the ledger recorded for any run (the page's
+    before a restart, the CLI's, cron's), served only from the reports folder."""
+    state = state_of(request)
+    path = await run_in_threadpool(service.recorded_workbook, state.settings, request.path_params["run_id"])
+    if path is None:
+        return error(404, "The ledger records no results workbook for this run in this page's reports folder.")
+    return FileResponse(path, filename=path.name,
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 async def list_runs(request: Request) -> Response:
@@ -332,6 +345,7 @@ ROUTES = [
     Route("/api/files/{id}/columns", post_columns, methods=["POST"]),
     Route("/api/files/{id}/run", post_run, methods=["POST"]),
     Route("/api/runs", list_runs, methods=["GET"]),
+    Route("/api/history/{run_id:int}/workbook", history_workbook, methods=["GET"]),
     Route("/api/runs/{id}", get_run, methods=["GET"]),
     Route("/api/runs/{id}/events", run_events, methods=["GET"]),
     Route("/api/runs/{id}/stop", stop_run, methods=["POST"]),

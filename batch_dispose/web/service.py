@@ -239,6 +239,20 @@ def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str,
     return {"call": call_id, **answer.data["calls"][call_id]}
 
 
+def recorded_workbook(settings: Settings, run_id: int, recorded: str | None = None) -> Path | None:
+    """The results workbook the ledger recorded for run `run_id` (or `recorded`, already read), if it is an
+    .xlsx file inside the reports folder: the page serves nothing else, whatever the ledger says."""
+    from ..ledger import Ledger
+
+    if recorded is None and settings.ledger_path.is_file():
+        with Ledger.read(settings.ledger_path) as ledger:
+            recorded = ledger.results_of(run_id) if ledger is not None else None
+    if not recorded:
+        return None
+    path, folder = Path(recorded).resolve(), settings.reports_dir.resolve()
+    return path if path.suffix == ".xlsx" and path.is_relative_to(folder) and path.is_file() else None
+
+
 def _any_ledger(settings: Settings) -> bool:
     """The user's ledger, or one still at the old default place that the next run merges in."""
     old = settings.old_ledger_path
