@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import BatchDisposeError
+from ..errors import BatchDisposeError, LockHeldError, NotInLedgerError
+from ..prior import os_user, resolve_calls
 from . import service, uploads
 from .state import Conflict, PageState
 from .wording import for_page
@@ -313,9 +314,6 @@ async def get_call(request: Request) -> Response:
 async def resolve_call(request: Request) -> Response:
     """POST /api/calls/{call_id}/resolve {as: "disposed"|"failed", note}: record what a person saw in Ryng about
     a call left unknown (the CLI's `resolve`): disposed, later runs skip it; not disposed, the next run sends it."""
-    from ..errors import LockHeldError, NotInLedgerError
-    from ..prior import os_user, resolve_calls
-
     state = state_of(request)
     call_id = request.path_params["call_id"].strip()
     try:
