@@ -132,7 +132,7 @@ class Runner:
 
     @property
     def stop_cause(self) -> str:
-        """Stopped as unreachable: what the last connection attempt ran into ("connection refused, host:443")."""
+        """Stopped as unreachable: what the last connection attempt ran into ("connection refused by host:443")."""
         return self._state.stop_cause
 
     def _stopping(self) -> bool:
