@@ -150,8 +150,8 @@ def validate_file(path: Path, settings: Settings, *, reporter: QuietReporter | R
         shown[Status.PENDING] = counts[Status.PENDING]  # rows excluded in the page
     result = FileResult(path, results_path, len(table), shown, started, finished,
                         ExitCode.ROWS_LEFT if counts[Status.INVALID] or counts[Status.UNKNOWN] else ExitCode.OK,
-                        warnings=tuple(decided.warnings), problems=decided.results.problems(table.rows),
-                        ignored=table.ignored)
+                        warnings=tuple(decided.warnings), ignored=table.ignored,
+                        problems=decided.results.problems(table.rows, table.field_cells("callID")))
     (reporter or QuietReporter()).file_finished(result)
     return result, previews
 
@@ -307,7 +307,7 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
-                      problems=results.problems(table.rows), ignored=table.ignored, stop_cause=stop_cause)
+                      problems=results.problems(table.rows, call_ids), ignored=table.ignored, stop_cause=stop_cause)
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

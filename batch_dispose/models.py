@@ -200,6 +200,7 @@ class _Compact(Column[_T]):
 _STATUSES = tuple(Status)
 _STATUS_CODES = {status: code for code, status in enumerate(_STATUSES)}
 _NO_NUMBER = 0xFFFF  # an http_status that is None
+PROBLEMS_KEPT = 200  # rows to look at a result carries (the page lists them; the CLI prints the first 10)
 
 
 def _number_code(value: int | None) -> int:
@@ -283,12 +284,13 @@ class RowResults:
         self.attempts[index] = outcome.attempts
         self.finished_at[index] = outcome.finished_at
 
-    def problems(self, rows: Sequence[int], limit: int = 10) -> tuple[tuple[int, str, str], ...]:
+    def problems(self, rows: Sequence[int], call_ids: Sequence[str],
+                 limit: int = PROBLEMS_KEPT) -> tuple[tuple[int, str, str, str], ...]:
         """The first rows to look at (failed, invalid, unknown, unauthorized: pending rows are explained by
-        why the run stopped), as (spreadsheet row, status, message)."""
+        why the run stopped), as (spreadsheet row, callID as read, status, message)."""
         fine = (Status.DISPOSED, Status.SKIPPED, Status.READY, Status.PENDING)
         found = (index for index, status in enumerate(self.status) if status not in fine)
-        return tuple((rows[index], self.status[index].value, self.message[index])
+        return tuple((rows[index], call_ids[index], self.status[index].value, self.message[index])
                      for index in itertools.islice(found, limit))
 
     def counts(self) -> dict[Status, int]:
@@ -313,7 +315,8 @@ class FileResult:
     stop_reason: StopReason | None = None
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None  # the sentence for a file that could not be used at all
-    problems: tuple[tuple[int, str, str], ...] = field(default=())  # first rows to look at: (row, status, message)
+    problems: tuple[tuple[int, str, str, str], ...] = field(default=())  # first rows to look at: (row, callID,
+    # status, message)
     ignored: int = 0  # rows that were not calls (footers, other columns only): never sent, never a problem
     stop_cause: str = ""  # stopped as unreachable: what the connections ran into, in a few words
 

@@ -13,6 +13,7 @@ from .models import STATUS_ORDER, Activity, FileResult, Status
 
 LINE_EVERY_S = 10.0
 PROBLEMS = (Status.UNAUTHORIZED, Status.FAILED, Status.INVALID, Status.UNKNOWN)
+PROBLEMS_PRINTED = 10  # rows to look at listed at the end of a file (all are in the workbook)
 
 
 def counts_text(counts: Mapping[Status, int] | Mapping[str, int], *, empty: str = "nothing") -> str:
@@ -186,20 +187,21 @@ def summary_lines(result: FileResult) -> list[str]:
         cause = f" ({result.stop_cause})" if result.stop_cause else ""
         lines.append(STOP_LINES[result.stop_reason.value].format(cause=cause))
     left = sum(result.counts.get(status, 0) for status in PROBLEMS)
-    if result.problems:
-        first = f"the first {len(result.problems)} of " if left > len(result.problems) else ""
+    shown = result.problems[:PROBLEMS_PRINTED]
+    if shown:
+        first = f"the first {len(shown)} of " if left > len(shown) else ""
         lines.append(f"rows to look at ({first}{left}; all are in the workbook):")
-        lines += _grouped(result.problems)
+        lines += _grouped(shown)
     if result.results_path is not None:
         lines.append(f"results: {result.results_path}")
     return lines
 
 
-def _grouped(problems: Sequence[tuple[int, str, str]]) -> list[str]:
+def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:
     """One line per distinct problem, naming its rows ("rows 2, 3, 4 …"): a server that refused every
     connection gives one line, not the same sentence ten times."""
     rows: dict[tuple[str, str], list[int]] = {}
-    for row, status, message in problems:
+    for row, _call_id, status, message in problems:
         rows.setdefault((status, message), []).append(row)
     lines = []
     for (status, message), numbers in rows.items():

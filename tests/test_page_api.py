@@ -370,6 +370,8 @@ def test_a_call_left_unknown_is_settled_from_the_page_with_what_was_seen_in_ryng
     assert view["counts"]["unknown"] == 1
     run_html = page.request("GET", f"/runs/{view['run']}").text
     assert "look each call up under <a href=\"/history\">History</a>" in run_html
+    assert [(p["call"], p["status"]) for p in view["problems"]] == [("1001", "unknown")]
+    assert '<a href="/history?call=1001">1001</a>' in run_html  # each unknown call links to its lookup
     lookup = page.request("GET", "/history?call=1001").text
     assert "It was disposed in Ryng" in lookup and "Look the call up in Ryng" in lookup
     assert page.request("POST", "/api/calls/1001/resolve", json={"as": "maybe"}).status_code == 422

@@ -269,8 +269,8 @@ def summary(result: FileResult) -> dict[str, object]:
         "exit_code": int(result.exit_code),
         "stop_reason": result.stop_reason.value if result.stop_reason else None,
         "stop_cause": result.stop_cause,
-        "problems": [{"row": row, "status": status, "message": for_page(message)}
-                     for row, status, message in result.problems],
+        "problems": [{"row": row, "call": call_id, "status": status, "message": for_page(message)}
+                     for row, call_id, status, message in result.problems],
         "warnings": [for_page(warning) for warning in result.warnings],
         "error": result.error,
     }

@@ -185,7 +185,7 @@ function setUpRun(main) {
     body.replaceChildren();
     for (const problem of view.problems) {
       const tr = document.createElement("tr");
-      for (const key of ["row", "status", "message"]) {
+      for (const key of ["row", "call", "status", "message"]) {
         const td = document.createElement("td");
         if (key === "status") {
           const badge = document.createElement("span");
@@ -193,6 +193,11 @@ function setUpRun(main) {
           badge.dataset.status = problem.status;
           badge.textContent = problem.status;
           td.append(badge);
+        } else if (key === "call" && problem.status === "unknown") {  // settled from its lookup
+          const link = document.createElement("a");
+          link.href = `/history?call=${encodeURIComponent(problem.call)}`;
+          link.textContent = problem.call;
+          td.append(link);
         } else td.textContent = String(problem[key]);
         tr.append(td);
       }
