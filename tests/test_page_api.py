@@ -156,7 +156,8 @@ def test_duplicates_count_the_rows_that_repeat_a_call_even_with_another_problem(
             ["1001", "x", "Interested", "again, bad logID"], ["C5", "y", "Interested", "bad logID only"]]
     upload = page.upload(write_csv(tmp_path / "calls.csv", rows)).json()
     assert upload["counts"]["invalid"] == 3 and upload["duplicates"] == 2
-    page.request("PATCH", f"/api/files/{upload['id']}/rows/4", json={"callID": "1002"})
+    fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/4", json={"callID": "1002"}).json()
+    assert fixed["duplicates"] == 1  # the answer to the fix carries it, so the figure changes at once
     assert page.request("GET", f"/api/files/{upload['id']}").json()["duplicates"] == 1
 
 
@@ -177,6 +178,7 @@ def test_fixed_row_is_sent_with_the_fixed_values_and_excluded_row_is_not_sent(  
     view = page.wait(started.json()["run"])
     assert view["state"] == "finished"
     assert view["counts"]["disposed"] == 3 and view["counts"]["pending"] == 1
+    assert view["texts"]["summary"].endswith("The 1 pending row was excluded on the check page.")
     sent = {r.call_id: json.loads(r.body) for r in sim.stats.recorded}
     assert set(sent) == {"1001", "1002", "C9"}
     assert sent["C9"] == {"logID": 87, "dispositionName": "Interested", "notes": "fixed"}
@@ -203,8 +205,9 @@ def test_a_fix_in_the_page_gets_the_files_warnings_anew_and_the_run_shows_its_ow
     assert any("Dispositions that look alike: 'Intrested' (1 row) beside 'Interested' (2 rows)" in w
                for w in fixed["warnings"]), fixed["warnings"]
     view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
-    assert any("has no record of" in w for w in view["warnings"]), view["warnings"]
-    assert "has no record of" in page.request("GET", f"/runs/{view['run']}").text
+    assert any(w.startswith("No earlier run to http://127.0.0.1:") for w in view["warnings"]), view["warnings"]
+    assert "so no row was skipped as sent before" in page.request("GET", f"/runs/{view['run']}").text
+    assert not any("ledger.sqlite" in w for w in view["warnings"])  # no server path on the page
 
 
 def test_run_refused_with_409_while_another_run_holds_the_lock(  # type: ignore[no-untyped-def]
@@ -436,6 +439,22 @@ def test_after_a_restart_history_still_offers_each_runs_workbook(make_page, sim,
     (tmp_path / "elsewhere.xlsx").write_bytes(download.content)
     assert after.request("GET", f"/api/history/{entry['id']}/workbook").status_code == 404
     assert after.request("GET", "/api/runs").json()["runs"][0]["workbook"] is None
+
+
+def test_the_check_page_says_how_many_fine_rows_it_lists_and_one_column_serves_one_field(  # type: ignore[no-untyped-def]
+        make_page, sim, tmp_path) -> None:
+    """Past 500 rows without problems the page says it lists the first 500 (not a silent cut); choosing one
+    column for two fields on the columns screen gets its own sentence, not the first error again."""
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "big.csv", rows_of(510))).json()
+    assert "the first 500 of the 510 rows without problems are listed" in page.request(
+        "GET", f"/files/{upload['id']}").text
+    no_log = page.upload(write_csv(tmp_path / "b.csv", [["1", "Interested", ""]],
+                                   header=["callID", "disposition", "notes"])).json()
+    twice = page.request("POST", f"/api/files/{no_log['id']}/columns",
+                         json={"columns": {"callID": "callID", "logID": "callID", "disposition": "disposition"}})
+    assert twice.status_code == 422
+    assert twice.json()["error"].startswith("The column “callID” cannot be both callID and logID")
 
 
 def test_passcode_needs_a_session_from_the_login_form(make_page, sim) -> None:  # type: ignore[no-untyped-def]

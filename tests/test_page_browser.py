@@ -160,6 +160,9 @@ def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], t
     shot(page, "2-check")
     bodies.append(page.content())
 
+    page.get_by_role("button", name=re.compile(r"^Send 5 calls to")).click()  # changed their mind: Cancel
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("button", name=re.compile(r"^Send 5 calls to"))).to_be_focused()
     page.get_by_label("logID of row 12").fill("87284")
     page.get_by_label("logID of row 12").press("Tab")
     fixed = rows.get_by_role("row").filter(has=page.get_by_label("logID of row 12"))
@@ -176,6 +179,7 @@ def test_upload_fix_send_watch_and_download(page: Any, served: dict[str, Any], t
     expect(page.locator("#state")).to_have_text("Finished.", timeout=20_000)
     expect(page.get_by_role("progressbar", name="Calls sent")).to_have_attribute("value", "6")
     expect(page.get_by_text("9 rows: 6 disposed, 3 invalid.")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("4. Run of libreoffice_calls.xlsx")
     shot(page, "6-done")
     bodies.append(page.content())
 

@@ -117,6 +117,13 @@ async def post_columns(request: Request) -> Response:
     if unknown:
         return error(422, f"{unknown[0]!r} is not a field; use callID, logID, disposition or notes.")
     chosen = {name: header.strip() for name, header in mapping.items() if header.strip()}
+    taken: dict[str, str] = {}
+    for name, header in chosen.items():
+        if header.casefold() in taken:
+            return error(422, f"The column “{header}” cannot be both {taken[header.casefold()]} and {name}; choose "
+                              f"another column for one of them (or add the missing column to the file and upload "
+                              f"it again).")
+        taken[header.casefold()] = name
     upload.settings = service.with_columns(state.settings, chosen, bool(body.get("no_notes")))
     upload.table, upload.edits, upload.excluded = None, {}, set()
     try:
@@ -164,7 +171,8 @@ async def patch_row(request: Request) -> Response:
     checked = await run_in_threadpool(state.check, upload)
     position = checked.index[row]
     return JSONResponse({"row": row, "status": checked.status[position], "message": checked.message[position],
-                         "counts": checked.counts, "to_send": checked.to_send, "warnings": checked.warnings})
+                         "counts": checked.counts, "to_send": checked.to_send, "warnings": checked.warnings,
+                         "duplicates": checked.duplicates})
 
 
 def _text(value: object) -> str | None:

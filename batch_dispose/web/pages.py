@@ -48,7 +48,7 @@ async def file_page(request: Request) -> Response:
         return render(request, "gone.html", status=404, what="upload")
     view = upload_json(state, upload, limit=PROBLEMS_SHOWN)
     return render(request, "file.html", upload=view, rows=_rows(upload), shown_problems=PROBLEMS_SHOWN,
-                  allowed=state.allowed(), has_notes="notes" in upload.table.fields)
+                  shown_fine=ROWS_SHOWN, allowed=state.allowed(), has_notes="notes" in upload.table.fields)
 
 
 def _header_guess(preview: list[tuple[int, list[str]]]) -> dict[str, Any]:

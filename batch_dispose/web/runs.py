@@ -163,7 +163,8 @@ class PageRun:
 #: Why a run stopped by itself, in the page's words (the CLI's lines name flags a page user never sees).
 STOPPED = {
     "unauthorized": "Stopped: the server rejected the access token 3 times in a row, so nothing more was sent. "
-                    "The token this page uses is wrong or has expired: ask whoever runs the page to change it.",
+                    "The token this page uses is wrong or has expired: ask whoever runs the page to change it, then "
+                    "upload the same file again (nothing already disposed is sent twice).",
     "unavailable": "Stopped: the server kept answering 'busy, try again later' and served nothing, so nothing more "
                    "was sent. Send the rest again later.",
     "unreachable": "Stopped: could not connect to the server{cause}, so nothing more was sent. Check the network "
@@ -198,8 +199,11 @@ def texts(view: Mapping[str, Any], *, stop_cause: str = "", asked: bool = False)
         progress_text = f"{counts.get('disposed', 0)} of {total} calls disposed" if total else ""
     shown = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing"
     summary = f"{view['rows']} rows: {shown}." if state != "running" else ""
-    if state != "running" and not view["problems"]:
-        summary += " No row needs a look." if not counts.get("pending") else " The rows not sent are pending."
+    pending = counts.get("pending", 0)
+    if state == "finished" and pending:  # a run that ends by itself leaves pending only the rows excluded
+        summary += f" The {pending} pending {'row was' if pending == 1 else 'rows were'} excluded on the check page."
+    elif state != "running" and not view["problems"] and not pending:
+        summary += " No row needs a look."
     return {"state": state_text, "progress": progress_text, "summary": summary}
 
 

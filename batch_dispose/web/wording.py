@@ -25,13 +25,13 @@ _PAGE = [
     (re.compile(r"; --force would send them"), ""),
     (re.compile(r"then record it: batch-dispose resolve \S+ --as disposed \(or --as failed to send it again\)"),
      "then record what you saw under History"),
+    (re.compile(r"^the ledger .+? has no record of (\S+) yet: every row not disposed is sent$"),
+     r"No earlier run to \1 is recorded, so no row was skipped as sent before."),
 ]
 
 
 def for_page(text: str) -> str:
     """`text` in the page's words (see the module docstring)."""
-    if "--" not in text and "batch-dispose resolve" not in text:
-        return text
     for pattern, words in _PAGE:
         text = pattern.sub(words, text)
     return text

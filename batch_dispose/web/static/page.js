@@ -81,7 +81,7 @@ function setUpCheck(main) {
     badge.textContent = data.status;
     badge.dataset.status = data.status;
     $(".message", tr).textContent = data.message;
-    showCounts(data.counts, data.to_send);
+    showCounts({ ...data.counts, duplicates: data.duplicates }, data.to_send);
     showWarnings($("#warnings"), data.warnings);
   }
   table.addEventListener("change", (event) => {
@@ -101,6 +101,7 @@ function setUpCheck(main) {
   $("#confirm-cancel").addEventListener("click", () => {
     confirmBox.hidden = true;
     sendButton.hidden = false;
+    sendButton.focus();  // back where the person was, not lost on the page's body
   });
   $("#confirm-send").addEventListener("click", async () => {
     $("#confirm-send").disabled = true;
@@ -170,6 +171,8 @@ function setUpRun(main) {
       if (cell) cell.textContent = String(value);
     }
     if (view.state === "running") return;
+    $("#run-verb").textContent = "Run of";
+    if (document.activeElement === $("#stop")) $("#download").focus();  // Stop is gone: focus stays in reach
     $("#stop").hidden = true;
     $("#stop-help").hidden = true;
     $("#done").hidden = false;
