@@ -51,6 +51,9 @@ class Reporter(Protocol):
     def tick(self, activity: Activity) -> None:
         """What the run is doing (replies awaited, rows waiting to retry), about twice a second while it sends."""
 
+    def notice(self, text: str) -> None:
+        """One line to show before the first request leaves (a ledger that never saw this host)."""
+
     def file_finished(self, result: FileResult) -> None: ...
 
 
@@ -64,6 +67,9 @@ class QuietReporter:
         return None
 
     def tick(self, activity: Activity) -> None:
+        return None
+
+    def notice(self, text: str) -> None:
         return None
 
     def file_finished(self, result: FileResult) -> None:
@@ -254,6 +260,9 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     new_host = new_host_notice(ledger, settings.base_url) if to_send else None
     if new_host:
         warnings.append(new_host)
+        notice = getattr(reporter, "notice", None)
+        if notice is not None:  # before anything goes out: a wrong --ledger or --subdomain can still be stopped
+            notice(f"note: {new_host}; Ctrl-C now if that is not what you meant")
     reporter.file_started(path, len(table), len(to_send))
     call_ids = table.field_cells("callID")
 

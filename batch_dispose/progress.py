@@ -54,6 +54,9 @@ class BarReporter:
         self._counts: Counter[Status] = Counter()
         self._activity = ""
 
+    def notice(self, text: str) -> None:
+        print(text, file=self._stream, flush=True)
+
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         from tqdm import tqdm
 
@@ -98,6 +101,9 @@ class LineReporter:
         self._started = self._last = 0.0
         self._activity: Activity | None = None
 
+    def notice(self, text: str) -> None:
+        print(f"batch-dispose: {text}", file=self._stream, flush=True)
+
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         self._counts, self._activity = Counter(), None
         self._name, self._total = path.name, to_send
@@ -134,6 +140,11 @@ class Watch:
         self._clock = clock
         self._activity: Activity | None = None
         self._at = 0.0
+
+    def notice(self, text: str) -> None:
+        notice = getattr(self._reporter, "notice", None)
+        if notice is not None:
+            notice(text)
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         self._activity = None

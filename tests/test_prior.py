@@ -96,6 +96,8 @@ def test_a_ledger_that_never_saw_the_host_says_so_once(cli, sim, tmp_path: Path)
     """The first run to a host from this ledger says, in one line, that it has no record of it yet."""
     first = cli("run", write_csv(tmp_path / "a.csv", rows_of(2)), *_base(sim))
     assert f"has no record of {sim.base_url} yet" in first.err
+    said_first = first.err.index("note: the ledger")  # before the run, not only in its summary at the end
+    assert said_first < first.err.index("a.csv: 2 rows:"), first.err
     second = cli("run", write_csv(tmp_path / "b.csv", rows_of(2, start=2000)), *_base(sim))
     assert "has no record" not in second.err
 
