@@ -380,7 +380,8 @@ def test_line_reporter_prints_progress_lines_through_a_slow_sweep(simulator, tmp
     settings = Settings(base_url=sim.base_url, concurrency=2, reports_dir=tmp_path / "reports")
     swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), reporter=LineReporter(stream, every=0.05)))
     assert int(swept.exit_code) == 0
-    lines = stream.getvalue().splitlines()
+    note, *lines = stream.getvalue().splitlines()
+    assert note.startswith("batch-dispose: note: the ledger") and "has no record of" in note  # before sending
     assert len(lines) >= 3
     for line in lines:
         pattern = r"batch-dispose: slow\.csv: \d+/40 sent \(\d+ disposed\), \d+\.\d/s(; waiting for .*)?"
