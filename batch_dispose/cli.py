@@ -270,6 +270,7 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     settings, token = _run_setup(args, err)
     reporter = Watch(reporter_for(err, quiet=args.quiet))
+    started = local_now()
     swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop),
                           describe=reporter.stopping_line)
     for item in swept.files:
@@ -285,7 +286,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
     if args.json:
-        print(json.dumps({"files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
+        print(json.dumps({"started_at": started, "finished_at": local_now(),  # one JSON line a night tells its night
+                          "files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
                                     for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
     return int(code)
@@ -337,12 +339,15 @@ def _report(results: list[FileResult], args: argparse.Namespace, out: TextIO, *,
     if args.json:
         files = [file_json(result) for result in results]
         print(json.dumps({"files": files, "exit_code": int(code)} if several else
-                         {key: files[0][key] for key in ("results", "rows", "counts", "duration_s")}
+                         {key: files[0][key] for key in ("results", "rows", "counts", "duration_s", "stop_reason",
+                                                         "stopped") if key in files[0]}
                          | {"exit_code": int(code)}), file=out)
     return int(code)
 
 
 def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any]:
+    from .progress import stop_line
+
     return {
         "file": str(result.input_path),
         "moved_to": str(moved_to) if moved_to else None,
@@ -352,7 +357,15 @@ def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any
         "duration_s": round(result.duration_s, 3),
         "exit_code": int(result.exit_code),
         **({"error": result.error} if result.error else {}),
+        **({"stop_reason": result.stop_reason.value, "stopped": stop_line(result)} if result.stop_reason else {}),
     }
+
+
+def local_now() -> str:
+    """Now, in this machine's local time with its offset, to the second (as the workbook's times)."""
+    from datetime import datetime
+
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any],

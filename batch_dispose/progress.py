@@ -195,8 +195,7 @@ def summary_lines(result: FileResult) -> list[str]:
              f"({result.duration_s:.1f} s)"]
     lines += [f"warning: {warning}" for warning in result.warnings]
     if result.stop_reason is not None:
-        cause = f" ({result.stop_cause})" if result.stop_cause else ""
-        lines.append(STOP_LINES[result.stop_reason.value].format(cause=cause))
+        lines.append(stop_line(result))
     left = sum(result.counts.get(status, 0) for status in PROBLEMS)
     shown = result.problems[:PROBLEMS_PRINTED]
     if shown:
@@ -206,6 +205,13 @@ def summary_lines(result: FileResult) -> list[str]:
     if result.results_path is not None:
         lines.append(f"results: {result.results_path}")
     return lines
+
+
+def stop_line(result: FileResult) -> str:
+    """Why the file's run stopped early, in one line ("stopped: …"); for the summary and for --json."""
+    assert result.stop_reason is not None
+    cause = f" ({result.stop_cause})" if result.stop_cause else ""
+    return STOP_LINES[result.stop_reason.value].format(cause=cause)
 
 
 def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:

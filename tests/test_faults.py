@@ -174,6 +174,9 @@ def test_refused_connections_stop_the_run_saying_it_could_not_connect(cli, tmp_p
     assert time.monotonic() - started < 20
     assert result.code == 1 and result.json()["counts"]["pending"] > 0
     assert f"stopped: could not connect to the server (connection refused by 127.0.0.1:{port}); check" in result.err
+    assert result.json()["stop_reason"] == "unreachable"  # why, in the JSON too: not just "exit 1, rows left"
+    assert result.json()["stopped"].startswith(f"stopped: could not connect to the server (connection refused by "
+                                               f"127.0.0.1:{port})")
     assert "busy" not in result.err
     _, records, _ = read_results(Path(result.json()["results"]))
     tried = [r["message"] for r in records if r["attempts"]]

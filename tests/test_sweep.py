@@ -74,6 +74,9 @@ def test_mixed_inbox_is_run_filed_and_reported_in_one_sweep(cli, sim, tmp_path: 
     assert result.out.count("\n") == 1  # one JSON object, nothing else on stdout
     report = result.json()
     assert report["exit_code"] == 1
+    offset = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"  # a night's JSON line says which night it was
+    assert re.fullmatch(offset, report["started_at"]) and re.fullmatch(offset, report["finished_at"])
+    assert report["started_at"] <= report["finished_at"]
     files = {Path(entry["file"]).name: entry for entry in report["files"]}
     assert list(files) == ["a-good.csv", "b-good.xlsx", "c-invalid.csv", "d-corrupt.xlsx"]  # name order
     for entry in report["files"]:
