@@ -282,6 +282,9 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if swept.waiting:
         print(f"left for the next sweep (changed in the last 10 s): {', '.join(p.name for p in swept.waiting)}",
               file=err)
+    if swept.others:
+        print(f"not spreadsheets, left alone: {', '.join(p.name for p in swept.others)} (a sweep runs .csv, "
+              f".xlsx, .xls and .ods files)", file=err)
     if not swept.files and not args.quiet:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
@@ -289,7 +292,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(json.dumps({"started_at": started, "finished_at": local_now(),  # one JSON line a night tells its night
                           "files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
                                     for item in swept.files],
-                          "waiting": [str(path) for path in swept.waiting], "exit_code": int(code)}), file=out)
+                          "waiting": [str(path) for path in swept.waiting],
+                          "not_spreadsheets": [str(path) for path in swept.others], "exit_code": int(code)}), file=out)
     return int(code)
 
 

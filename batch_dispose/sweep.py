@@ -66,6 +66,7 @@ class Fingerprint:
 class SweepResult:
     files: list[SweptFile] = field(default_factory=list)
     waiting: list[Path] = field(default_factory=list)  # too fresh: left for the next sweep
+    others: list[Path] = field(default_factory=list)  # not spreadsheets (`notes.txt`, `x.tsv`): left alone, named
 
     @property
     def exit_code(self) -> ExitCode:
@@ -77,8 +78,9 @@ class SweepResult:
         return ExitCode.ROWS_LEFT if code is ExitCode.OK and any(swept.note for swept in self.files) else code
 
 
-def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path]]:
-    """(files to run now in name order, files too recently changed to touch yet)."""
+def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path], list[Path], list[Path]]:
+    """(files to run now in name order, files too recently changed to touch yet, other files: not spreadsheets,
+    left alone but named, so an export that changed its format does not go unnoticed)."""
     if inbox.is_file():
         raise UsageError(f"{inbox}: is a file, not a folder; `sweep` runs every spreadsheet in a folder (to send "
                          f"one file, use `run {inbox}`).")
@@ -87,12 +89,16 @@ def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path],
     now = time.time() if now is None else now
     ready: list[Path] = []
     fresh: list[Path] = []
+    others: list[Path] = []
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
         name = path.name
-        if name.startswith((".", "~$")) or path.suffix.lower() not in FORMATS or not path.is_file():
+        if name.startswith((".", "~$")) or not path.is_file():
+            continue
+        if path.suffix.lower() not in FORMATS:
+            others.append(path)
             continue
         (fresh if now - path.stat().st_mtime < SETTLE_S else ready).append(path)
-    return ready, fresh
+    return ready, fresh, others
 
 
 async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Reporter | None = None,
@@ -102,7 +108,7 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
     from .job import run_files
 
     result = SweepResult()
-    ready, result.waiting = waiting_files(inbox, now=clock())
+    ready, result.waiting, result.others = waiting_files(inbox, now=clock())
     if not ready:
         return result
     stop = stop or asyncio.Event()

@@ -158,6 +158,9 @@ def test_hidden_lock_and_other_files_and_subfolders_are_left_alone(cli, sim, tmp
     assert _names(inbox / "done") == {"calls.csv"}
     assert not (inbox / "rejected").exists()
     assert set(sim.stats.received) == {"1000", "1001"}
+    # left alone, but named: an export that changed its format (a .tsv, a .bak) does not go unnoticed at night
+    assert [Path(p).name for p in result.json()["not_spreadsheets"]] == ["calls.csv.bak", "notes.txt"]
+    assert "not spreadsheets, left alone: calls.csv.bak, notes.txt" in result.err
 
 
 def test_empty_inbox_exits_0_with_one_quiet_line(cli, sim, tmp_path: Path) -> None:
