@@ -84,7 +84,9 @@ def token_origin(token_file: Path | None, environ: Mapping[str, str]) -> str:
     """Where the token would come from, in a few words (never the token itself)."""
     if token_file is not None:
         return f"from the file {token_file} ({'present' if token_file.is_file() else 'MISSING'})"
-    return f"set in {ENV_VAR}" if environ.get(ENV_VAR, "").strip() else f"NOT SET ({ENV_VAR} is empty)"
+    if environ.get(ENV_VAR, "").strip():
+        return f"set in {ENV_VAR}"
+    return f"NOT SET ({ENV_VAR} is {'empty' if ENV_VAR in environ else 'not set'})"
 
 
 def check_token(token_file: Path | None, environ: Mapping[str, str]) -> Check:

@@ -124,7 +124,7 @@ class LineReporter:
             done = sum(self._counts.values())
             rate = done / max(now - self._started, 1e-9)
             doing = activity_text(self._activity)
-            print(f"batch-dispose: {self._name}: {done}/{self._total} sent ({counts_text(self._counts)}), "
+            print(f"batch-dispose: {self._name}: {done}/{self._total} done ({counts_text(self._counts)}), "
                   f"{rate:.1f}/s{'; ' + doing if doing else ''}", file=self._stream, flush=True)
 
     def file_finished(self, result: FileResult) -> None:
@@ -215,7 +215,7 @@ def stop_line(result: FileResult) -> str:
 
 
 def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:
-    """One line per distinct problem, naming its rows ("rows 2, 3, 4 …"): a server that refused every
+    """One line per distinct problem, naming its rows ("rows 2, 3, 4"): a server that refused every
     connection gives one line, not the same sentence ten times."""
     rows: dict[tuple[str, str], list[int]] = {}
     for row, _call_id, status, message in problems:
@@ -225,8 +225,7 @@ def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:
         if len(numbers) == 1:
             lines.append(f"  row {numbers[0]:>5}  {status:<12} {message}")
         else:
-            listed = ", ".join(map(str, numbers[:6])) + (", …" if len(numbers) > 6 else "")
-            lines.append(f"  rows {listed}  {status}: {message}")
+            lines.append(f"  rows {', '.join(map(str, numbers))}  {status}: {message}")  # at most the 10 printed
     return lines
 
 

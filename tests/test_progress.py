@@ -30,7 +30,7 @@ def test_cron_lines_keep_coming_while_every_request_hangs(simulator, tmp_path: P
     asyncio.run(run_files([source], settings, Secret(TOKEN), reporter=LineReporter(stream, every=0.4)))
     waiting = [line for line in stream.getvalue().splitlines() if "waiting for 3 replies" in line]
     assert len(waiting) >= 2, stream.getvalue()
-    assert "0/3 sent" in waiting[0]
+    assert "0/3 done" in waiting[0]
 
 
 def test_the_stop_line_says_how_many_replies_and_the_longest_wait() -> None:

@@ -390,7 +390,7 @@ def test_line_reporter_prints_progress_lines_through_a_slow_sweep(simulator, tmp
     assert note.startswith("batch-dispose: note: the ledger") and "has no record of" in note  # before sending
     assert len(lines) >= 3
     for line in lines:
-        pattern = r"batch-dispose: slow\.csv: \d+/40 sent \(\d+ disposed\), \d+\.\d/s(; waiting for .*)?"
+        pattern = r"batch-dispose: slow\.csv: \d+/40 done \(\d+ disposed\), \d+\.\d/s(; waiting for .*)?"
         assert re.fullmatch(pattern, line), line
     done = [int(re.search(r"(\d+)/40", line).group(1)) for line in lines]  # type: ignore[union-attr]
     assert done == sorted(done)
@@ -410,8 +410,8 @@ def test_line_reporter_prints_once_every_10_seconds() -> None:
             assert stream.getvalue() == ""  # nothing before 10 seconds have passed
     lines = stream.getvalue().splitlines()
     assert len(lines) == 30
-    assert lines[0] == "batch-dispose: calls.csv: 10/300 sent (9 disposed, 1 failed), 1.0/s"
-    assert lines[-1].startswith("batch-dispose: calls.csv: 300/300 sent (258 disposed, 42 failed)")
+    assert lines[0] == "batch-dispose: calls.csv: 10/300 done (9 disposed, 1 failed), 1.0/s"
+    assert lines[-1].startswith("batch-dispose: calls.csv: 300/300 done (258 disposed, 42 failed)")
 
 
 # --- the run log --------------------------------------------------------------------------------------------
