@@ -455,6 +455,9 @@ def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for r in done:
         now = "disposed: later runs skip it" if r.disposed else "not disposed: the next run sends it"
         print(f"{r.call_id} on {r.host}: was {r.before}, recorded as {now} (by {r.who})", file=err)
+        if r.confirmed and not r.disposed:  # a mistyped call ID here means a second disposal
+            print(f"warning: the server itself had confirmed {r.call_id} disposed; if that call ID was a slip, "
+                  f"undo it now: batch-dispose resolve {r.call_id} --as disposed", file=err)
     return ExitCode.OK
 
 

@@ -198,6 +198,7 @@ class Resolution:
     disposed: bool
     who: str
     why: str
+    confirmed: bool = False  # the server itself had answered that it disposed the call (a 200), no person
 
 
 def resolve_calls(settings: Settings, call_ids: Sequence[str], *, disposed: bool, note: str = "",
@@ -230,7 +231,9 @@ def resolve_calls(settings: Settings, call_ids: Sequence[str], *, disposed: bool
         run_id = ledger.begin_run(host, f"resolve by {who}", "")
         before = ledger.resolve(host, wanted, disposed=disposed, who=who, why=note, run_id=run_id)
         ledger.end_run(run_id, {Status.DISPOSED if disposed else Status.FAILED: len(wanted)})
-    return [Resolution(record.call_id, host, record.status, disposed, who, note) for record in before]
+    return [Resolution(record.call_id, host, record.status, disposed, who, note,
+                       confirmed=record.status == Status.DISPOSED and record.http_status == 200
+                       and not record.resolved_by) for record in before]
 
 
 def os_user() -> str:

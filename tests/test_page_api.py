@@ -378,6 +378,8 @@ def test_a_call_left_unknown_is_settled_from_the_page_with_what_was_seen_in_ryng
     lookup = page.request("GET", "/history?call=1001").text
     assert "It was disposed in Ryng" in lookup and "Look the call up in Ryng" in lookup
     assert page.request("POST", "/api/calls/1001/resolve", json={"as": "maybe"}).status_code == 422
+    confirmed = page.request("POST", "/api/calls/1000/resolve", json={"as": "failed"})  # the server said 200
+    assert confirmed.status_code == 409 and "is disposed, not unknown" in confirmed.json()["error"]
     missing = page.request("POST", "/api/calls/NOPE-1/resolve", json={"as": "disposed"})
     assert missing.status_code == 404 and "has no record of call NOPE-1" in missing.json()["error"]
     settled = page.request("POST", "/api/calls/1001/resolve", json={"as": "disposed", "note": "seen ended at 18:02"})

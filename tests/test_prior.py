@@ -266,6 +266,11 @@ def test_resolve_records_who_and_why_and_decides_later_runs(cli, simulator, tmp_
     with Ledger.open(default_ledger(), lock=False) as ledger:
         event = next(e for e in ledger.events(call_id="1001") if e.who)
     assert event.why == "not ended in Ryng" and event.status == "failed"
+    assert "warning" not in failed.err  # 1001 was left unknown: reopening it is what resolve is for
+    slip = cli("resolve", "1000", "--as", "failed", *_base(sim))  # the server had answered 200 for 1000
+    assert slip.code == 0
+    assert ("warning: the server itself had confirmed 1000 disposed; if that call ID was a slip, undo it now: "
+            "batch-dispose resolve 1000 --as disposed") in slip.err
 
 
 def test_resolve_of_an_unknown_call_or_without_a_ledger_is_exit_2(cli, sim, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..errors import BatchDisposeError, LockHeldError, NotInLedgerError
+from ..models import Status
 from ..prior import os_user, resolve_calls
 from . import service, uploads
 from .state import Conflict, PageState
@@ -331,6 +332,11 @@ async def resolve_call(request: Request) -> Response:
     if not isinstance(body, dict) or body.get("as") not in ("disposed", "failed"):
         return error(422, "Say what you saw in Ryng: {\"as\": \"disposed\"} or {\"as\": \"failed\"}.")
     note = str(body.get("note") or "").strip()[:500]
+    known = await run_in_threadpool(service.call_history, state.settings, call_id)
+    here = [host for host in known["hosts"] if host["host"] == state.settings.base_url]
+    if here and here[0]["status"] != Status.UNKNOWN:  # what the page offers: settling what no reply settled
+        return error(409, f"Call {call_id} is {here[0]['status']}, not unknown: the page records what you saw in "
+                          f"Ryng only for a call whose reply was lost.")
     try:
         await run_in_threadpool(resolve_calls, state.settings, [call_id], disposed=body["as"] == "disposed",
                                 note=note, who=f"{os_user()} (on the ops page)")
