@@ -265,12 +265,14 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .models import utc_now
     from .progress import Watch, print_lines, reporter_for, summary_lines
     from .sweep import sweep
+    from .workbook import local_time
 
     settings, token = _run_setup(args, err)
     reporter = Watch(reporter_for(err, quiet=args.quiet))
-    started = local_now()
+    started = local_time(utc_now())
     swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop),
                           describe=reporter.stopping_line)
     for item in swept.files:
@@ -288,8 +290,8 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not swept.files and not args.quiet:
         print(f"{args.inbox}: no files to run", file=err)
     code = swept.exit_code
-    if args.json:
-        print(json.dumps({"started_at": started, "finished_at": local_now(),  # one JSON line a night tells its night
+    if args.json:  # started_at, finished_at: one JSON line a night says which night it was
+        print(json.dumps({"started_at": started, "finished_at": local_time(utc_now()),
                           "files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
                                     for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting],
@@ -364,12 +366,6 @@ def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any
         **({"stop_reason": result.stop_reason.value, "stopped": stop_line(result)} if result.stop_reason else {}),
     }
 
-
-def local_now() -> str:
-    """Now, in this machine's local time with its offset, to the second (as the workbook's times)."""
-    from datetime import datetime
-
-    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _with_signals(err: TextIO, start: Callable[[asyncio.Event], Any],
