@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +132,10 @@ def read_results(path: Path) -> tuple[list[str], list[dict[str, object]], dict[s
 def rows_of(count: int, start: int = 1000) -> list[list[object]]:
     """`count` valid rows with distinct callIDs."""
     return [[str(start + n), 5000 + n, "Interested", f"note {n}"] for n in range(count)]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (a refused connection, or a server's port to bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from conftest import TOKEN
+from conftest import TOKEN, free_port
 
 from batch_dispose.client import ROUTE, RyngClient, base_url_for, classify, preview
 from batch_dispose.credentials import MASK, Secret
@@ -413,12 +413,6 @@ def test_real_socket_retry_statuses_count_one_request_each(simulator: Callable[.
     assert [(v.http_status, v.retry) for v in verdicts] == [(503, True), (429, True), (200, False)]
     assert sim.stats.received["C1"] == 3
     assert sim.stats.disposed["C1"] == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_connection_refused_is_retried_and_nothing_is_sent(sim: RunningSimulator) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_results, rows_of, write_csv
+from tests.conftest import free_port, read_results, rows_of, write_csv
 
 # callID -> (what the server does, attempt by attempt), expected status, requests the server sees, message part
 CLASSIFICATION = [
@@ -66,11 +66,7 @@ def test_503_without_retry_after_uses_up_retries_then_fails(cli, simulator, tmp_
 
 def test_connection_refused_is_retried_then_failed_as_safe_to_rerun(cli, tmp_path: Path) -> None:
     """Nothing listening: every attempt fails to connect, the row fails saying it is safe to re-run."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     source = write_csv(tmp_path / "calls.csv", rows_of(1))
     result = cli("run", source, "--base-url", f"http://127.0.0.1:{port}", "--retries", "1", "--json")
     _, records, _ = read_results(Path(result.json()["results"]))
@@ -163,11 +159,7 @@ def test_a_server_that_only_says_429_stops_as_unavailable(cli, simulator, tmp_pa
 
 def test_refused_connections_stop_the_run_saying_it_could_not_connect(cli, tmp_path: Path) -> None:
     """Nothing listening: the run stops soon, and says it could not connect (not that the server was busy)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     source = write_csv(tmp_path / "calls.csv", rows_of(300))
     started = time.monotonic()
     result = cli("run", source, "--base-url", f"http://127.0.0.1:{port}", "--json")
@@ -187,11 +179,7 @@ def test_refused_connections_stop_the_run_saying_it_could_not_connect(cli, tmp_p
 def test_a_small_file_against_a_refused_port_names_the_cause_once_per_row_in_plain_words(cli, tmp_path: Path) -> None:
     """Few rows give up one by one (failed, not a stopped run): each message says what happened and where,
     without the HTTP library's own wording."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     result = cli("run", write_csv(tmp_path / "calls.csv", rows_of(3)), "--base-url", f"http://127.0.0.1:{port}",
                  "--retries", "1", "--json")
     _, records, _ = read_results(Path(result.json()["results"]))

@@ -19,7 +19,7 @@ from batch_dispose.ledger import Ledger
 from batch_dispose.settings import Settings
 from batch_dispose.web import uploads
 from batch_dispose.web.app import create_app
-from tests.conftest import HEADER, TOKEN, read_results, rows_of, write_csv, write_xlsx
+from tests.conftest import HEADER, TOKEN, free_port, read_results, rows_of, write_csv, write_xlsx
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ORIGIN = "http://127.0.0.1:8080"
@@ -335,12 +335,9 @@ def test_a_run_that_stops_by_itself_says_why_in_plain_words(make_page, simulator
     """A server that refuses every connection, and one that rejects the token: the run's state says why it
     stopped (not just "Stopped."), the progress line counts calls disposed (not rows attempted), and "Send the
     rest again" is offered only where sending again can change something."""
-    import socket
     from types import SimpleNamespace
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     page = make_page(SimpleNamespace(base_url=f"http://127.0.0.1:{port}"))
     upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(300))).json()
     view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])

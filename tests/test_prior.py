@@ -16,7 +16,7 @@ from batch_dispose.ledger import Ledger
 from batch_dispose.ledgerfile import MIGRATIONS, healthy_mark
 from batch_dispose.models import CallRequest, Status
 from batch_dispose.prior import Given, decide
-from tests.conftest import default_ledger, read_results, rows_of, write_csv
+from tests.conftest import default_ledger, free_port, read_results, rows_of, write_csv
 
 
 def _base(sim) -> list[str]:  # type: ignore[no-untyped-def]
@@ -188,13 +188,10 @@ def test_a_retry_unknown_row_whose_request_never_left_does_not_say_it_was_re_sen
                                                                                   tmp_path: Path) -> None:
     """An unknown row given back with --retry-unknown to a server that refuses connections: its message says it
     could not connect, not also that it was "re-sent with --retry-unknown" (nothing left)."""
-    import socket
 
     sim = simulator(scripts={"1001": [502]})
     first = cli("run", write_csv(tmp_path / "calls.csv", rows_of(3)), *_base(sim), "--json")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     again = cli("run", first.json()["results"], "--base-url", f"http://127.0.0.1:{port}", "--retry-unknown",
                 "--retries", "0", "--json")
     _, records, _ = read_results(Path(again.json()["results"]))
