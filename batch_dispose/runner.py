@@ -218,18 +218,31 @@ class Runner:
         state = self._state
         return bool(state.unauthorized_streak or state.unknown_streak)
 
+    def _may_start(self) -> bool:
+        """Whether a committed row may start now: a slot is free, not too many rows wait to retry, no probe
+        is out (`_probing`), and the run is not stopping."""
+        state = self._state
+        return (bool(self._ready) and self._free() > 0 and state.waiting < MAX_WAITING
+                and (not self._probing() or not state.active) and not self._stopping())
+
     def _fill(self) -> None:
-        """Start committed rows while slots are free (called by the loop and by every row that ends)."""
-        ready, state = self._ready, self._state
-        while (ready and self._free() > 0 and state.waiting < MAX_WAITING
-               and (not self._probing() or not state.active)):
-            if self._stopping():
-                return
-            call = ready.popleft()
-            state.active += 1
-            task = asyncio.ensure_future(self._settle(call))
+        """Start committed rows while slots are free (called by the loop, and by a row that waits to retry)."""
+        while self._may_start():
+            self._state.active += 1
+            task = asyncio.ensure_future(self._slot(self._ready.popleft()))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+
+    async def _slot(self, call: CallRequest) -> None:
+        """Send a row; then, while a committed row may start, the next one in the same task. A freed slot's
+        next request leaves in the same turn of the event loop as the reply that freed it, with no task to
+        create and schedule in between (that turn was a few percent of the run at 50 ms)."""
+        while True:
+            await self._settle(call)
+            if not self._may_start():
+                return
+            call = self._ready.popleft()
+            self._state.active += 1
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -353,11 +366,11 @@ class Runner:
             self._halt(StopReason.UNRESPONSIVE)
 
     def _record(self, call: CallRequest, outcome: Outcome) -> None:
-        """The row's one outcome: its slot is free from now on, so the next commit can carry both
-        this outcome and the intent of the row that takes its place."""
+        """The row's one outcome: its slot is free from now on (`_slot` gives it at once to a row whose intent
+        is already committed), so the next commit can carry both this outcome and the intent of the row
+        that takes its place."""
         self._state.finished.append((call, outcome))
         self._state.active -= 1
-        self._fill()  # its slot goes at once to a row whose intent is already committed
         self._wake.set()
 
 
