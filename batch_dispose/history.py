@@ -59,6 +59,7 @@ class CallRecord:
     hosts: tuple[HostState, ...]
     events: tuple[Event, ...]  # newest first
     more: bool  # more events than the limit
+    alike: tuple[str, ...] = ()  # unknown: the call IDs the ledger knows that differ only in case
 
     @property
     def known(self) -> bool:
@@ -66,7 +67,8 @@ class CallRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"known": self.known, "hosts": [asdict(state) for state in self.hosts],
-                "events": [_event_json(event) for event in self.events], "more_events": self.more}
+                "events": [_event_json(event) for event in self.events], "more_events": self.more,
+                "alike": list(self.alike)}
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def call_records(ledger: Ledger, call_ids: Sequence[str], limit: int = DEFAULT_L
     for call_id in call_ids:
         events = ledger.events(call_id=call_id, limit=limit + 1)
         states = tuple(_host_state(row, events) for row in ledger.calls(call_id))
-        records.append(CallRecord(call_id, states, tuple(events[:limit]), len(events) > limit))
+        alike = () if states or events else tuple(ledger.spelled_alike(call_id))
+        records.append(CallRecord(call_id, states, tuple(events[:limit]), len(events) > limit, alike))
     return records
 
 
@@ -187,7 +190,8 @@ def call_lines(records: Sequence[CallRecord], limit: int) -> list[str]:
     lines = []
     for record in records:
         if not record.known:
-            lines.append(f"{record.call_id}: the ledger has no record of this call ID")
+            alike = f" (call IDs are case-sensitive: it knows {', '.join(record.alike)})" if record.alike else ""
+            lines.append(f"{record.call_id}: the ledger has no record of this call ID{alike}")
             continue
         for state in record.hosts:
             disposed = f" (disposed at {when(state.disposed_at)})" if state.disposed_at else ""

@@ -316,6 +316,13 @@ class Ledger:
                            f"WHERE c.call_id = ? ORDER BY c.host", (call_id,))
         return [CallRecord(*row) for row in rows]
 
+    def spelled_alike(self, call_id: str, limit: int = 5) -> list[str]:
+        """Call IDs the ledger knows that differ from `call_id` only in upper/lower case (call IDs are
+        case-sensitive, people typing one often are not). A scan of the calls: asked only for an unknown ID."""
+        rows = self._query("SELECT DISTINCT call_id FROM calls WHERE call_id = ? COLLATE NOCASE AND call_id != ? "
+                           "ORDER BY call_id LIMIT ?", (call_id, call_id, limit))
+        return [row[0] for row in rows]
+
     def events(self, *, call_id: str | None = None, run_id: int | None = None, limit: int = 200) -> list[Event]:
         """Recorded outcomes, newest first, for one call ID (any host) or one run."""
         where, args = ("e.call_id = ?", (call_id,)) if call_id is not None else ("e.run_id = ?", (run_id,))

@@ -265,6 +265,17 @@ def test_history_of_an_unknown_call_is_one_line(cli, simulator, tmp_path: Path) 
     assert cli("history", "424242", "--json").json()["calls"]["424242"]["known"] is False
 
 
+def test_history_of_a_call_typed_in_the_wrong_case_names_the_one_the_ledger_knows(cli, sim, tmp_path: Path) -> None:
+    """`history ab-12` when the ledger knows AB-12 says so, instead of only "no record" (call IDs are
+    case-sensitive; a person typing one often is not)."""
+    source = write_csv(tmp_path / "calls.csv", [["AB-12", 5000, "Interested", ""], ["ab-12x", 5001, "Interested", ""]])
+    assert cli("run", source, "--base-url", sim.base_url).code == 0
+    assert cli("history", "ab-12").out.strip().splitlines() == [
+        "ab-12: the ledger has no record of this call ID (call IDs are case-sensitive: it knows AB-12)"]
+    assert cli("history", "ab-12", "--json").json()["calls"]["ab-12"]["alike"] == ["AB-12"]
+    assert cli("history", "AB-12", "--json").json()["calls"]["AB-12"]["alike"] == []
+
+
 def test_history_of_a_run_lists_its_outcomes(cli, simulator, tmp_path: Path) -> None:
     """`history --run 1` lists the outcomes that run recorded, with file and row."""
     _two_runs(cli, simulator, tmp_path)

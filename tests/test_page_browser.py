@@ -343,7 +343,9 @@ def test_a_call_left_unknown_is_recorded_from_its_lookup(page: Any, served: dict
         ledger.commit(host, run, [(call, Outcome(Status.UNKNOWN, "sent, but no reply within 30 s", None, 1,
                                                  "2026-11-30T10:00:00.000Z"))], [])
         ledger.end_run(run, {Status.UNKNOWN: 1})
-    page.goto(served["url"] + "history?call=UNK-77")
+    page.goto(served["url"] + "history?call=unk-77")  # typed as people type it: call IDs are case-sensitive
+    expect(page.get_by_text("The ledger has no record of call unk-77")).to_be_visible()
+    page.get_by_role("link", name="UNK-77").click()
     answer = page.get_by_role("region", name=re.compile("What the ledger knows of UNK-77"))
     expect(answer).to_contain_text("it is not known whether Ryng ended the call")
     page.get_by_label("Note (optional)").fill("ended at 18:02 in Ryng")

@@ -234,7 +234,7 @@ def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str,
     from ..history import ask
 
     if not _any_ledger(settings):
-        return {"call": call_id, "known": False, "hosts": [], "events": [], "more_events": False}
+        return {"call": call_id, "known": False, "hosts": [], "events": [], "more_events": False, "alike": []}
     answer = ask(settings.ledger_path, call_ids=[call_id], limit=limit, old=settings.old_ledger_path)
     return {"call": call_id, **answer.data["calls"][call_id]}
 
