@@ -235,8 +235,8 @@ def _results_sheet(sheet: IO[bytes], table: Table, results: RowResults, layout: 
     field_cells = {index: table.field_cells(name) for index, name in fields.items()}
     # a date or TRUE/FALSE where an ID belongs is written back as the cell it was, so that the workbook given
     # back is judged the same (as text, `2026-11-30` would pass for a call ID and be sent)
-    id_cells = {target: (table.fields[name], table.kinds[name]) for target, name in fields.items()
-                if name in table.kinds}
+    id_cells = {target: (table.positions[table.fields[name]], table.kinds[name]) for target, name in fields.items()
+                if name in table.kinds}  # (the cell's place in the file: a workbook given back has columns before it)
     wanted = 0  # the next call row (index into table.rows)
     last = first
     for number, raw in table.source_rows():

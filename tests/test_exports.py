@@ -451,6 +451,12 @@ def test_a_date_in_the_callid_column_stays_invalid_when_the_workbook_is_given_ba
     again = cli("run", first.json()["results"], *_base(sim), "--json")
     assert again.json()["counts"]["invalid"] == 1, again.err
     assert "is a date" in again.err and list(_sent(sim)) == ["7001"]
+    # each later generation too: its input now has status and message columns before the callID
+    third = cli("run", again.json()["results"], *_base(sim), "--json")
+    assert third.json()["counts"]["invalid"] == 1, third.err
+    cells = {sheet_row[2].row: sheet_row[2].value for sheet_row in load_workbook(third.json()["results"])["Results"]
+             .iter_rows(min_row=2)}
+    assert cells == {2: "7001", 3: datetime(2026, 11, 30)} and list(_sent(sim)) == ["7001"]
 
 
 def test_a_date_callid_fixed_in_the_page_is_sent_as_typed(tmp_path: Path) -> None:
