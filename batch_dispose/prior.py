@@ -112,11 +112,15 @@ def _from_ledger(call: CallRequest, known: CallRecord, *, force: bool, retry_unk
 
 def differences(call: CallRequest, known: CallRecord) -> list[str]:
     """What the row now says that differs from what was sent ("disposition: sent Callback, the file now says
-    Sale Done"); nothing for a call sent before the ledger kept what was sent."""
+    Sale Done"); nothing for a call sent before the ledger kept what was sent. Text is compared as a workbook
+    shows it: a control character the results workbook showed as its picture (BEL as ␇) is no change."""
+    from .workbook import visible
+
     changes = []
     for name, sent, now in (("disposition", known.disposition, call.disposition), ("logID", known.log_id, call.log_id),
                             ("notes", known.notes, call.notes)):
-        if sent is not None and sent != now:
+        if sent is not None and sent != now and (not isinstance(sent, str) or not isinstance(now, str)
+                                                 or visible(sent)[0] != visible(now)[0]):
             changes.append(f"{name}: sent {_shown(sent)}, the file now says {_shown(now)}")
     return changes
 

@@ -159,6 +159,21 @@ def test_a_second_file_changing_three_dispositions_sends_nothing_and_names_both(
     assert "skipped with different content: 3" in result.err
 
 
+def test_notes_with_control_characters_given_back_in_the_results_workbook_are_no_change(cli, sim,
+                                                                                          tmp_path: Path) -> None:
+    """A note with a BEL character, shown as ␇ in the results workbook, is the same note when that workbook is
+    given back: skipped as sent, not "the file now differs … --force would send it again"."""
+    first = cli("run", write_csv(tmp_path / "calls.csv", [["1000", 5000, "Interested", "bell\x07 here"],
+                                                           ["1001", 5001, "Interested", "plain"]]), *_base(sim),
+                "--json")
+    assert first.json()["counts"]["disposed"] == 2, first.err
+    again = cli("run", first.json()["results"], *_base(sim), "--json")
+    _, records, _ = read_results(Path(again.json()["results"]))
+    assert [record["status"] for record in records] == ["skipped", "skipped"]
+    assert "differs" not in str(records[0]["message"]) and "different content" not in again.err
+    assert sim.stats.route_requests == 2
+
+
 def test_the_ledger_keeps_what_was_sent_for_history(cli, sim, tmp_path: Path) -> None:
     """logID, disposition and notes of each call are in the ledger, for `history` and the page."""
     cli("run", write_csv(tmp_path / "calls.csv", [["C7", 42, "Callback", "ring at 5"]]), *_base(sim))
