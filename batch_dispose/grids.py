@@ -114,11 +114,23 @@ def _records(lines: io.TextIOWrapper, delimiter: str, path: Path) -> Iterator[tu
     row = 0
     try:
         for row, record in enumerate(records, start=1):
+            if '="' in "".join(record):  # cheap first look for Excel's ="0054" (a cell kept as text)
+                record = [_as_shown(cell) for cell in record]
             yield row, record  # type: ignore[misc]
     except csv.Error as exc:
         problem = ("a quoted cell is never closed (a \" is missing, or the file was cut off)"
                    if "end of data" in str(exc) else f"the quoting is broken ({exc})")
         raise error(path, f"row {row + 1}: {problem}; fix that row or export the file again") from None
+
+
+_EXCEL_TEXT = re.compile(r'="((?:[^"]|"")*)"', re.DOTALL)
+
+
+def _as_shown(cell: str) -> str:
+    """A CSV cell written as `="0054000001"` (how exports keep Excel from dropping leading zeros or
+    rounding long IDs) is the text Excel shows: `0054000001`."""
+    match = _EXCEL_TEXT.fullmatch(cell)
+    return match.group(1).replace('""', '"') if match else cell
 
 
 # -- workbooks ----------------------------------------------------------------------------------------

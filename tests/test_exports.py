@@ -465,3 +465,17 @@ def test_a_date_callid_fixed_in_the_page_is_sent_as_typed(tmp_path: Path) -> Non
     decided = plan(table, Settings(), None, edits={3: {"callID": "7002"}})
     assert decided.results.status[1] is not Status.INVALID, decided.results.message[1]
     assert [call.call_id for call in decided.to_send] == ["7001", "7002"]
+
+
+def test_excel_text_cells_in_a_csv_are_read_as_excel_shows_them(cli, sim, tmp_path: Path) -> None:
+    """A CRM export that writes IDs as ="0054000001" (so Excel keeps the zeros) is sent as 0054000001, the
+    text Excel shows, and the results workbook shows that text too."""
+    source = tmp_path / "export.csv"
+    source.write_text('Call ID,Log ID,Disposition,Remarks\n="0054000001",="1001",Interested,"said ""yes"""\n'
+                      '="0054000002",1002,Callback,="a ""quoted"" word"\n', encoding="utf-8")
+    result = cli("run", source, *_base(sim), "--json")
+    assert result.code == 0, result.err
+    assert _sent(sim) == {"0054000001": {"logID": 1001, "dispositionName": "Interested", "notes": 'said "yes"'},
+                          "0054000002": {"logID": 1002, "dispositionName": "Callback", "notes": 'a "quoted" word'}}
+    sheet = load_workbook(result.json()["results"])["Results"]
+    assert [sheet.cell(row, 3).value for row in (2, 3)] == ["0054000001", "0054000002"]
