@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -326,6 +327,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     plain = (str, float, int, type(None))
     positions = [-1 if position is None else position for position in field_positions]
     header_width = len(headers)
+    call_header = headers[fields["callID"]]  # a paginated export repeats its header row down the sheet
     for number, raw in source.rest():
         if type(raw) is list:
             size = len(raw)
@@ -340,6 +342,12 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
                 ignored += 1  # other columns only: helper formulas dragged down, a note under the table
             continue
         if _maybe_footer(raw, cells) and _is_footer(raw, cells, results_at):  # type: ignore[arg-type]
+            ignored += 1
+            continue
+        if " " in cells[0].strip() and _text_line(cells):  # type: ignore[arg-type,attr-defined]
+            ignored += 1
+            continue
+        if cells[0] == call_header and _repeated_header(cells, headers, positions):  # type: ignore[arg-type]
             ignored += 1
             continue
         if len(rows) >= max_rows:
@@ -399,11 +407,34 @@ def _any_value(raw: Row) -> bool:
 def _maybe_footer(raw: Row, cells: list[str]) -> bool:
     """A cheap first look: a footer word in the row's first cell or in one of the four fields."""
     first = get(raw, 0)
-    if isinstance(first, str) and first[:12].strip().rstrip(":").casefold() in FOOTER_WORDS:
+    if isinstance(first, str) and _footer_word(first[:24]):
         return True  # `Total` in column A, a count under Call ID
     if cells[0][:1].isdigit():  # a call ID as most accounts write them
         return False
-    return any(cell[:12].strip().rstrip(":").casefold() in FOOTER_WORDS for cell in cells if cell)
+    return any(_footer_word(cell[:24]) for cell in cells if cell)
+
+
+_COUNT_AFTER = re.compile(r"[\s:=-]*[\d.,]*\s*$")
+
+
+def _footer_word(text: str) -> bool:
+    """`Total`, `Grand Total:`, `Count: 3`, `Total = 1,204`: a footer's word, with or without its figure."""
+    return " ".join(_COUNT_AFTER.sub("", text.casefold(), count=1).split()) in FOOTER_WORDS
+
+
+def _text_line(cells: list[str]) -> bool:
+    """A line of words under Call ID and nothing in the other call fields ("Exported by CRM v5 - confidential",
+    "Page 2 of 3"): not a call. Three words at least, one of them a word of letters, so that a half-typed
+    row ("12 345", nothing else yet) is still an invalid row that says what is missing."""
+    words = cells[0].split()
+    return (len(words) >= 3 and any(word.isalpha() and len(word) > 1 for word in words)
+            and not "".join(cells[1:]).strip())
+
+
+def _repeated_header(cells: list[str], headers: list[str], positions: list[int]) -> bool:
+    """The header row again (a paginated export repeats it): each call field's cell is its column's name."""
+    return all(cell == (headers[position] if position >= 0 else "")
+               for cell, position in zip(cells, positions, strict=True))
 
 
 def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozenset()) -> bool:
@@ -417,13 +448,9 @@ def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozense
               if value is not None and (not isinstance(value, str) or value.strip()) and position not in results_at]
     if not filled:
         return False
-    first = cell_text(filled[0][1])
-    word = " ".join(first.strip().rstrip(":").casefold().split())
-    call_word = " ".join(cells[0].strip().rstrip(":").casefold().split())
-    if word not in FOOTER_WORDS and call_word not in FOOTER_WORDS:
+    if not _footer_word(cell_text(filled[0][1])) and not _footer_word(cells[0]):
         return False
-    return all(_numeric(cell) for cell in cells
-               if cell.strip() and " ".join(cell.strip().rstrip(":").casefold().split()) not in FOOTER_WORDS)
+    return all(_numeric(cell) for cell in cells if cell.strip() and not _footer_word(cell))
 
 
 def _numeric(value: object) -> bool:

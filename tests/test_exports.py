@@ -156,12 +156,30 @@ def test_a_results_workbook_given_back_keeps_its_total_row_a_footer(cli, sim, tm
 
 
 @pytest.mark.parametrize("footer", [["Grand Total", "", "12", ""], ["Count", "", "", "7"], ["TOTAL:", "", "3", ""],
-                                    ["", "", "Sum", "42"]])
+                                    ["", "", "Sum", "42"], ["Count: 3", "", "", ""], ["Total = 1,204", "", "", ""]])
 def test_footer_rows_are_not_calls(tmp_path: Path, footer: list[str]) -> None:
     """Total / Grand Total / Count / Sum with numbers or nothing beside them is a footer, not a call."""
     source = write_csv(tmp_path / "f.csv", [["1", "2", "Interested", "n"], footer])
     table = load(source)
     assert table.rows == [2] and table.ignored == 1
+
+
+def test_a_paginated_export_s_repeated_header_and_text_lines_are_not_calls(cli, sim, tmp_path: Path) -> None:
+    """A CRM export that repeats its header row at each page and ends with "Exported by … do not forward" and
+    "Count: 3" under Call ID: exactly its calls sent, exit 0, the other lines counted as ignored; a half-typed
+    row ("12 345" and nothing else) is still an invalid row that says what is missing."""
+    header = ["Call ID", "Log ID", "Disposition", "Remarks"]
+    source = write_csv(tmp_path / "paged.csv", [
+        ["7001", "1", "Interested", "a"], ["7002", "2", "Callback", ""], ["Page 1 of 2", "", "", ""], header,
+        ["7003", "3", "Interested", "b"], ["Exported by CRM v5 - confidential, do not forward", "", "", ""],
+        ["Count: 3", "", "", ""]], header=header)
+    result = cli("run", source, *_base(sim), "--json")
+    assert result.code == 0, result.err
+    assert sorted(_sent(sim)) == ["7001", "7002", "7003"]
+    assert "4 rows had no call data and were ignored" in result.err
+    half = write_csv(tmp_path / "half.csv", [["7004", "4", "Interested", ""], ["12 345", "", "", ""]])
+    judged = cli("run", half, *_base(sim), "--json")
+    assert judged.json()["counts"]["invalid"] == 1 and "row     3  invalid" in judged.err
 
 
 def test_a_total_row_beside_a_helper_columns_text_is_still_a_footer(tmp_path: Path) -> None:
