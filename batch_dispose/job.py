@@ -51,8 +51,9 @@ class Reporter(Protocol):
     def tick(self, activity: Activity) -> None:
         """What the run is doing (replies awaited, rows waiting to retry), about twice a second while it sends."""
 
-    def notice(self, text: str) -> None:
-        """One line to show before the first request leaves (a ledger that never saw this host)."""
+    def notice(self, text: str) -> bool:
+        """One line to show before the first request leaves (a ledger that never saw this host); True if shown
+        (the end-of-file summary then does not repeat it)."""
 
     def file_finished(self, result: FileResult) -> None: ...
 
@@ -69,8 +70,8 @@ class QuietReporter:
     def tick(self, activity: Activity) -> None:
         return None
 
-    def notice(self, text: str) -> None:
-        return None
+    def notice(self, text: str) -> bool:
+        return False
 
     def file_finished(self, result: FileResult) -> None:
         return None
@@ -258,11 +259,13 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
     else:
         to_send = decided.to_send
     new_host = new_host_notice(ledger, settings.base_url) if to_send else None
+    noticed: tuple[str, ...] = ()
     if new_host:
         warnings.append(new_host)
         notice = getattr(reporter, "notice", None)
-        if notice is not None:  # before anything goes out: a wrong --ledger or --subdomain can still be stopped
-            notice(f"note: {new_host}; Ctrl-C now if that is not what you meant")
+        # before anything goes out: a wrong --ledger or --subdomain can still be stopped
+        if notice is not None and notice(f"note: {new_host}; Ctrl-C now if that is not what you meant"):
+            noticed = (new_host,)
     reporter.file_started(path, len(table), len(to_send))
     call_ids = table.field_cells("callID")
 
@@ -316,7 +319,8 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
         log.close()
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
-                      problems=results.problems(table.rows, call_ids), ignored=table.ignored, stop_cause=stop_cause)
+                      problems=results.problems(table.rows, call_ids), ignored=table.ignored, stop_cause=stop_cause,
+                      noticed=noticed)
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

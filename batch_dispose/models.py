@@ -319,6 +319,7 @@ class FileResult:
     # status, message)
     ignored: int = 0  # rows that were not calls (footers, other columns only): never sent, never a problem
     stop_cause: str = ""  # stopped as unreachable: what the connections ran into, in a few words
+    noticed: tuple[str, ...] = field(default=())  # of the warnings, those already shown before sending
 
     @property
     def duration_s(self) -> float:

@@ -54,8 +54,9 @@ class BarReporter:
         self._counts: Counter[Status] = Counter()
         self._activity = ""
 
-    def notice(self, text: str) -> None:
+    def notice(self, text: str) -> bool:
         print(text, file=self._stream, flush=True)
+        return True
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         from tqdm import tqdm
@@ -101,8 +102,9 @@ class LineReporter:
         self._started = self._last = 0.0
         self._activity: Activity | None = None
 
-    def notice(self, text: str) -> None:
+    def notice(self, text: str) -> bool:
         print(f"batch-dispose: {text}", file=self._stream, flush=True)
+        return True
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         self._counts, self._activity = Counter(), None
@@ -141,10 +143,9 @@ class Watch:
         self._activity: Activity | None = None
         self._at = 0.0
 
-    def notice(self, text: str) -> None:
+    def notice(self, text: str) -> bool:
         notice = getattr(self._reporter, "notice", None)
-        if notice is not None:
-            notice(text)
+        return bool(notice(text)) if notice is not None else False
 
     def file_started(self, path: Path, rows: int, to_send: int) -> None:
         self._activity = None
@@ -193,7 +194,7 @@ def summary_lines(result: FileResult) -> list[str]:
     counts = {Status(key): value for key, value in result.counts.items()}
     lines = [f"{result.input_path.name}: {result.rows} row{'s' if result.rows != 1 else ''}: {counts_text(counts)} "
              f"({result.duration_s:.1f} s)"]
-    lines += [f"warning: {warning}" for warning in result.warnings]
+    lines += [f"warning: {warning}" for warning in result.warnings if warning not in result.noticed]  # said once
     if result.stop_reason is not None:
         lines.append(stop_line(result))
     left = sum(result.counts.get(status, 0) for status in PROBLEMS)

@@ -98,8 +98,12 @@ def test_a_ledger_that_never_saw_the_host_says_so_once(cli, sim, tmp_path: Path)
     assert f"has no record of {sim.base_url} yet" in first.err
     said_first = first.err.index("note: the ledger")  # before the run, not only in its summary at the end
     assert said_first < first.err.index("a.csv: 2 rows:"), first.err
+    assert first.err.count("has no record") == 1, first.err  # not again among the summary's warnings (cron mail)
     second = cli("run", write_csv(tmp_path / "b.csv", rows_of(2, start=2000)), *_base(sim))
     assert "has no record" not in second.err
+    other = cli("run", write_csv(tmp_path / "c.csv", rows_of(1, start=3000)), "--base-url", "http://localhost:"
+                + sim.base_url.rsplit(":", 1)[1], "--quiet")  # no progress shown: the summary still says it
+    assert other.err.count("has no record") == 1, other.err
 
 
 def _v1_ledger(path: Path, host: str, call_ids: list[str]) -> None:
