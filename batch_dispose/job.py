@@ -317,10 +317,15 @@ async def _run_file(path: Path, settings: Settings, allowed: Sequence[str] | Non
                    + [f"results: {results_path}"])
     finally:
         log.close()
+    unavailable = sum(1 for status, http_status in zip(results.status, results.http_status, strict=True)
+                      if status is Status.FAILED and http_status in UNAVAILABLE_STATUSES)
     return FileResult(path, results_path, len(table), {s: counts[s] for s in RUN_STATUSES}, started, finished,
                       exit_code_for(counts, stop_reason), stop_reason, tuple(warnings),
                       problems=results.problems(table.rows, call_ids), ignored=table.ignored, stop_cause=stop_cause,
-                      noticed=noticed)
+                      noticed=noticed, unavailable=unavailable)
+
+
+UNAVAILABLE_STATUSES = (None, 429, 503)  # a failed row with one of these never took effect: the next run sends it
 
 
 def _outcome_at(results: RowResults, index: int) -> Outcome:

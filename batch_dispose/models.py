@@ -320,6 +320,7 @@ class FileResult:
     ignored: int = 0  # rows that were not calls (footers, other columns only): never sent, never a problem
     stop_cause: str = ""  # stopped as unreachable: what the connections ran into, in a few words
     noticed: tuple[str, ...] = field(default=())  # of the warnings, those already shown before sending
+    unavailable: int = 0  # failed rows whose requests never took effect: could not connect, 429/503 to the last
 
     @property
     def duration_s(self) -> float:

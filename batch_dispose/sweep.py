@@ -5,7 +5,10 @@ in name order, holding the ledger's lock throughout. A file that was run moves t
 that cannot be used moves to `INBOX/rejected/` with `NAME.reason.txt` beside it. Moving is the last
 step: a crash leaves the file in the inbox for the next sweep, and the ledger keeps its rows from
 being sent twice. A run that stopped early (token rejected, server unavailable, interrupted) also
-leaves its file in the inbox, so the next sweep finishes it; the sweep then stops. A file whose
+leaves its file in the inbox, so the next sweep finishes it; the sweep then stops. So does a file whose
+every attempted row failed without taking effect (could not connect, busy to the last attempt): too small
+to spend the run's retry budget, it meets the same outage. A file with only some such rows stays in the
+inbox too (the next sweep sends them; the ledger skips the rest), and the sweep goes on. A file whose
 content changed while it was run (size, modification time or SHA-256 differ from when the sweep
 took it) also stays, for the next sweep: the new content was not all sent. A file that vanished
 during the sweep is said so, never a traceback.
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 from .files import move_unique, sha256_of
 from .loading import FORMATS
-from .models import ExitCode, FileResult, StopReason
+from .models import ExitCode, FileResult, Status, StopReason
 
 if TYPE_CHECKING:
     import httpx
@@ -126,6 +129,10 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
                                           f"sends what the new content adds."))
         elif _left_for_next_sweep(file_result) is not None:
             result.files.append(SweptFile(file_result, None))
+        elif file_result.unavailable:
+            rows = f"{file_result.unavailable} row{'s' if file_result.unavailable != 1 else ''}"
+            result.files.append(SweptFile(file_result, None, f"{path}: {rows} could not be sent (the server was "
+                                          f"unavailable); left in the inbox for the next sweep, which sends them."))
         else:
             try:
                 result.files.append(SweptFile(file_result, _file(file_result, inbox)))
@@ -145,7 +152,13 @@ def _left_for_next_sweep(result: FileResult) -> StopReason | None:
     through) and ends the sweep. A lone 403 is that row's status: the file is filed, the sweep goes on."""
     if result.stop_reason in STOPPING:
         return result.stop_reason
-    return StopReason.UNAUTHORIZED if result.exit_code is ExitCode.UNAUTHORIZED else None
+    if result.exit_code is ExitCode.UNAUTHORIZED:
+        return StopReason.UNAUTHORIZED
+    answered = sum(result.counts.values()) - result.counts.get(Status.INVALID, 0) - result.counts.get(
+        Status.SKIPPED, 0) - result.counts.get(Status.PENDING, 0) - result.unavailable
+    if result.unavailable and not answered:  # a file too small to spend the retry budget: the server is down
+        return StopReason.UNREACHABLE
+    return None
 
 
 def _file(result: FileResult, inbox: Path) -> Path:

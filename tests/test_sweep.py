@@ -21,7 +21,7 @@ from batch_dispose.progress import LineReporter
 from batch_dispose.runner import ahead_for
 from batch_dispose.settings import Settings
 from batch_dispose.sweep import sweep
-from tests.conftest import TOKEN, default_ledger, read_results, rows_of, write_csv, write_xlsx
+from tests.conftest import TOKEN, default_ledger, free_port, read_results, rows_of, write_csv, write_xlsx
 
 SPREADSHEETS = (".csv", ".xlsx", ".xls", ".ods")
 PROGRESS_BAR_MARKS = ("\r", "it/s", "%|")
@@ -243,6 +243,43 @@ def test_wrong_token_on_a_small_file_still_leaves_it_in_the_inbox(cli, sim, tmp_
     assert result.code == 3
     assert (inbox / "a.csv").is_file()
     assert not any(call.startswith("2") for call in sim.stats.received)
+
+
+def test_small_files_during_an_outage_stay_in_the_inbox_and_the_next_sweep_sends_them(cli, sim,
+                                                                                       tmp_path: Path) -> None:
+    """Nothing listening: a file too small to spend the retry budget (its rows give up one by one) stays in the
+    inbox like a run that stopped early, the sweep stops there, and the next sweep, with the server back,
+    sends every row once and files both."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _age(write_csv(inbox / "a.csv", rows_of(3, start=1000)), write_csv(inbox / "b.csv", rows_of(3, start=2000)))
+    down = cli("sweep", inbox, "--base-url", f"http://127.0.0.1:{free_port()}", "--retries", "1", "--json")
+    assert down.code == 1, down.err
+    files = {Path(item["file"]).name: item for item in down.json()["files"]}
+    assert files["a.csv"]["moved_to"] is None and files["a.csv"]["counts"]["failed"] == 3
+    assert files["b.csv"]["moved_to"] is None and "not run" in down.err
+    assert _spreadsheets_in(inbox) == ["a.csv", "b.csv"] and not (inbox / "done").exists()
+    back = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert back.code == 0, back.err
+    assert _names(inbox / "done") == {"a.csv", "b.csv"} and _spreadsheets_in(inbox) == []
+    assert sorted(sim.stats.received.values()) == [1] * 6
+
+
+def test_a_file_with_a_row_the_server_kept_refusing_stays_for_the_next_sweep(cli, simulator, tmp_path: Path) -> None:
+    """One row answered 503 to its last attempt (the others disposed): its file stays in the inbox, saying why,
+    and the sweep goes on to the next file; the next sweep sends that row alone."""
+    sim = simulator(scripts={"1001": [503, 503]}, retry_after=None)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _age(write_csv(inbox / "a.csv", rows_of(3, start=1000)), write_csv(inbox / "b.csv", rows_of(2, start=2000)))
+    first = cli("sweep", inbox, "--base-url", sim.base_url, "--retries", "1", "--json")
+    assert first.code == 1, first.err
+    assert "a.csv: 1 row could not be sent (the server was unavailable); left in the inbox" in first.err
+    assert _spreadsheets_in(inbox) == ["a.csv"] and _names(inbox / "done") == {"b.csv"}
+    again = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert again.code == 0, again.err
+    assert _names(inbox / "done") == {"a.csv", "b.csv"}
+    assert sim.stats.received["1001"] == 3 and sim.stats.received["1000"] == 1
 
 
 # --- filing without overwriting ---------------------------------------------------------------------------
