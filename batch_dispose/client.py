@@ -33,7 +33,7 @@ from .errors import UsageError
 from .models import CallRequest, Status, Verdict
 from .pacing import parse_retry_after
 from .servertext import server_text
-from .transport import AiohttpTransport, Reply, UntrustedCertificate, is_loopback
+from .transport import AiohttpTransport, Reply, StaleConnection, UntrustedCertificate, is_loopback
 
 ROUTE = "/rest-api/v1/preview/call/"
 CONNECT_TIMEOUT_S = 5.0
@@ -239,6 +239,9 @@ def classify_error(exc: httpx.TransportError, read_timeout: float, *, secret: st
     if isinstance(exc, UntrustedCertificate):
         return Verdict(Status.FAILED, f"the server's TLS certificate is not trusted ({detail}); nothing was sent. "
                        f"Check --subdomain / --base-url, or the system's certificate store")
+    if isinstance(exc, StaleConnection):
+        return Verdict(Status.FAILED, f"{detail}; the call was not sent, so it is safe to re-run", retry=True,
+                       cause=detail, stale=True)
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return Verdict(Status.FAILED, f"could not connect to the server ({detail}); the call was not sent, "
                        f"so it is safe to re-run", retry=True, cause=detail)

@@ -126,6 +126,7 @@ class Verdict:
     retry: bool = False
     retry_after: float | None = None  # seconds the server asked us to wait (Retry-After)
     cause: str = ""  # a connection that failed: what happened, in a few words (for the run's stop line)
+    stale: bool = False  # a reused connection the server had closed: never left, sent again at once
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,7 +273,7 @@ class Runner:
         real answers to other rows (a rate-limited server is slow, not down). Only when no real answer came
         for PROGRESS_GRACE_S are deferrals paid too; after OUTAGE_S without one, the run stops.
         """
-        state, attempts, failures, deferrals, key = self._state, 0, 0, 0, id(call)
+        state, attempts, failures, deferrals, stale, key = self._state, 0, 0, 0, 0, id(call)
         while True:
             attempts += 1
             async with self._slots:
@@ -293,6 +293,9 @@ class Runner:
                     self._budget.refund()
                 self._note_streaks(verdict.status)
                 return self._record(call, _outcome(verdict, attempts))
+            if verdict.stale and stale < MAX_DEFERRALS and not self._stopping():
+                stale += 1  # the server closed a kept-alive connection: again at once, on a new one, for free
+                continue
             deferred = verdict.http_status in (429, 503) and (verdict.retry_after is not None
                                                                or verdict.http_status == 429)
             deferrals, failures = deferrals + deferred, failures + (not deferred)

@@ -10,6 +10,8 @@ aiohttp raises                                 httpx error we raise      what it
 =============================================  ========================  ==========================
 ClientConnectorCertificateError                UntrustedCertificate      never left; not retried
 ClientConnectorError (refused, DNS, TLS)       ConnectError              request never left
+a write refused on a pooled connection the     StaleConnection           never left; sent again at once
+server had closed ("closing transport")
 ConnectionTimeoutError (pool or connect)       ConnectTimeout            request never left
 SocketTimeoutError / other ServerTimeoutError  ReadTimeout               sent, no reply in time
 the `total` deadline (TimeoutError)
@@ -40,6 +42,11 @@ _SKIP_USER_AGENT = ("User-Agent",)
 
 class UntrustedCertificate(httpx.ConnectError):
     """The server's TLS certificate is not trusted: the request never left, and retrying cannot help."""
+
+
+class StaleConnection(httpx.ConnectError):
+    """A reused connection the server had already closed: the request never left; sent again at once, on a new
+    connection, it goes through (the server is up: it has just answered on that connection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
             raise httpx.RemoteProtocolError(_text(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if _never_written(exc):
+                raise StaleConnection("the server had closed the connection before the request was written") from exc
             raise httpx.ReadError(_text(exc)) from exc
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -161,6 +170,14 @@ async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
         if size >= MAX_BODY:
             break
     return b"".join(chunks)[:MAX_BODY]
+
+
+def _never_written(exc: BaseException) -> bool:
+    """aiohttp took a pooled connection the server had just closed (without saying `Connection: close`): its
+    write of the request, headers and body in one piece, was refused before a byte went out ("Cannot write to
+    closing transport"), so the server never had the request and it is safe to send it again."""
+    return (isinstance(exc, aiohttp.ClientOSError) and "Can not write request body" in str(exc)
+            and isinstance(exc.__cause__, ConnectionResetError) and "closing transport" in str(exc.__cause__))
 
 
 def _connect_cause(error: OSError, host: str, port: int | None) -> str:

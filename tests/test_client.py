@@ -470,6 +470,53 @@ def gzip_server() -> Iterator[str]:
     thread.join(timeout=5)
 
 
+def test_a_request_on_a_connection_the_server_had_closed_is_known_never_sent() -> None:
+    """A server that answers, then closes the kept-alive connection without `Connection: close`: a request
+    refused on that connection before a byte went out is "not sent, safe to re-run" (sent again at once), never
+    "sent, effect unknown", which would hold the call back until a person checks it in Ryng."""
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(API_OK)
+    listener = _loopback_listener()
+    listener.settimeout(0.1)
+    received: list[str] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < 40:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    received.append(data.split(b" ", 2)[1].rsplit(b"/", 1)[1].decode())
+                    conn.sendall(reply + API_OK)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        verdicts = attempt_real(f"http://127.0.0.1:{listener.getsockname()[1]}", [call(f"C{n}") for n in range(8)],
+                                timeout=2)
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
+    assert not [v.message for v in verdicts if "Can not write request body" in v.message]
+    for n, verdict in enumerate(verdicts):
+        if verdict.stale:  # refused before a byte went out: the server never had it
+            assert (verdict.status, verdict.retry) == (Status.FAILED, True) and f"C{n}" not in received
+            assert verdict.message == ("the server had closed the connection before the request was written; the "
+                                       "call was not sent, so it is safe to re-run")
+        elif verdict.status is Status.DISPOSED:
+            assert f"C{n}" in received
+
+
 def test_gzip_compressed_reply_is_understood(gzip_server: str) -> None:
     """A server that gzips its 200 JSON (as gateways do when asked) still disposes the row."""
     (verdict,) = attempt_real(gzip_server, [call("C1")])

@@ -14,7 +14,7 @@ import pytest
 
 from batch_dispose.models import CallRequest, Outcome, Status, StopReason, Verdict
 from batch_dispose.pacing import Pacer, RetryBudget
-from batch_dispose.runner import MAX_WAITING, Runner, SendOptions
+from batch_dispose.runner import MAX_DEFERRALS, MAX_WAITING, Runner, SendOptions
 
 OK = Verdict(Status.DISPOSED, "Call disposed and ended.", 200)
 FAILED_500 = Verdict(Status.FAILED, "the server did not dispose of the call (500: Failed to dispose of call.)", 500)
@@ -217,6 +217,24 @@ def test_intent_is_committed_before_the_first_attempt() -> None:
 # --- retries ---------------------------------------------------------------------------------
 
 
+STALE = Verdict(Status.FAILED, "the server had closed the connection before the request was written; the call was "
+                "not sent, so it is safe to re-run", None, retry=True, stale=True)
+
+
+def test_a_request_refused_on_a_connection_the_server_had_closed_goes_again_at_once_for_free() -> None:
+    """A server that closes every kept-alive connection after its reply: each row's request refused on the stale
+    connection is sent again at once (no backoff), without using up --retries or the run's retry budget, so
+    every row ends disposed, however many rows the file has."""
+    sleeps = Sleeps()
+    sender = FakeSender(lambda call, attempt: STALE if attempt == 1 else OK)
+    result = run(sender, rows(300), retries=0, sleep=sleeps)
+    assert result.reason is None and {o.status for o in result.outcomes.values()} == {Status.DISPOSED}
+    assert sleeps.delays == [] and sender.total == 600
+    endless = FakeSender(lambda call, attempt: STALE)  # bounded all the same
+    stuck = run(endless, rows(1), retries=0, sleep=Sleeps())
+    assert endless.attempts["C0"] == MAX_DEFERRALS + 1 and stuck.outcomes["C0"].status is Status.FAILED
+
+
 @pytest.mark.parametrize("retries", [0, 1, 3, 5])
 @pytest.mark.parametrize("answer", [UNAVAILABLE, NO_CONNECT], ids=["503", "connect"])
 def test_retry_verdicts_are_retried_up_to_retries_then_fail(retries: int, answer: Verdict) -> None:
@@ -242,7 +260,6 @@ def test_retry_verdicts_are_retried_up_to_retries_then_fail(retries: int, answer
 def test_deferrals_are_waited_out_without_using_up_retries(retries: int, answer: Verdict) -> None:
     """429s and 503s that say when to come back are waited out, up to MAX_DEFERRALS per row whatever
     --retries is; then the row fails saying it gave up."""
-    from batch_dispose.runner import MAX_DEFERRALS
 
     sleeps = Sleeps()
     sender = FakeSender(lambda call, attempt: answer)
