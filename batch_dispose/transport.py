@@ -24,6 +24,7 @@ any other ClientError / OSError                ReadError                 sent, e
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Mapping
@@ -131,7 +132,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except TimeoutError as exc:  # the `total` deadline: sent (connecting has its own, shorter timeout)
             raise httpx.ReadTimeout(f"no complete reply within {total:g} s") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise httpx.RemoteProtocolError(_text(exc)) from exc
+            raise httpx.RemoteProtocolError(_broken_reply(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             if _never_written(exc):
                 raise StaleConnection("the server had closed the connection before the request was written") from exc
@@ -170,6 +171,27 @@ async def _read_capped(reply: aiohttp.ClientResponse) -> bytes:
         if size >= MAX_BODY:
             break
     return b"".join(chunks)[:MAX_BODY]
+
+
+_CUT_SHORT = re.compile(r"received (\d+) of (\d+) bytes")
+
+
+def _broken_reply(exc: aiohttp.ClientError) -> str:
+    """What went wrong with a reply, in words (aiohttp's own text names its classes and a status 400 that the
+    server never sent)."""
+    text = _text(exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without a reply"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        cut = _CUT_SHORT.search(text)
+        return (f"the reply was cut off after {cut[1]} of its {cut[2]} bytes" if cut
+                else "the reply was cut off before its end")
+    said = getattr(exc, "message", "") or text
+    if "\\x16\\x03" in said or "\\x15\\x03" in said:  # a TLS record: https spoken to an http:// address
+        return "the server answered in TLS, not plain HTTP: its address should start with https://"
+    if "status line" in said.lower() or "invalid http" in said.lower() or "expected http" in said.lower():
+        return "the reply was not HTTP (another kind of server listens at that address)"
+    return f"the reply was not valid HTTP ({said[:120]})"
 
 
 def _never_written(exc: BaseException) -> bool:

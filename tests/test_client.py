@@ -517,6 +517,40 @@ def test_a_request_on_a_connection_the_server_had_closed_is_known_never_sent() -
             assert f"C{n}" in received
 
 
+@pytest.mark.parametrize(("answer", "said"), [
+    (b"SSH-2.0-OpenSSH_9.6\r\n", "the reply was not HTTP (another kind of server listens at that address)"),
+    (b"\x15\x03\x01\x00\x02\x02\x46", "the server answered in TLS, not plain HTTP: its address should start with "
+                                      "https://"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n{\"error\": false",
+     "the reply was cut off after 15 of its 60 bytes"),
+    (b"", "the server closed the connection without a reply"),
+], ids=["ssh", "tls", "cut", "closed"])
+def test_a_broken_reply_is_said_in_plain_words(answer: bytes, said: str) -> None:
+    """A reply that is not HTTP, or breaks off: unknown, and the message says what happened in words, not the
+    HTTP library's class names and a status 400 the server never sent."""
+    listener = _loopback_listener()
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        (verdict,) = attempt_real(f"http://127.0.0.1:{listener.getsockname()[1]}", [call("C1")], timeout=2)
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.message.startswith(f"sent, but the connection broke before a reply ({said}); ")
+    assert "Error" not in verdict.message and "400" not in verdict.message
+
+
 def test_gzip_compressed_reply_is_understood(gzip_server: str) -> None:
     """A server that gzips its 200 JSON (as gateways do when asked) still disposes the row."""
     (verdict,) = attempt_real(gzip_server, [call("C1")])
