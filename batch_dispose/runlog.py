@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from .files import NEW_FILE
 from .models import Outcome, iso, utc_now
 
 _LIVE = re.compile(r"(?P<stem>.+-results-\d{8}-\d{6})\.(?P<pid>\d+)\.log")
+FLUSH_S = 1.0  # the log's lines reach the file at least this often (the ledger is the durable record)
 Opener = Callable[[str, int, int], int]  # os.open's shape: a seam for tests (a full disk is /dev/full)
 
 
@@ -52,6 +54,7 @@ class RunLog:
         else:
             raise UsageError(f"{folder}: cannot create a run log there (every name is taken); nothing was sent.")
         self._handle: TextIO = os.fdopen(descriptor, "a", encoding="utf-8", errors="replace")
+        self._flushed = time.monotonic()
 
     def note(self, text: str) -> None:
         self._write(f"{iso(utc_now())}  {text}\n")
@@ -65,6 +68,10 @@ class RunLog:
     def _write(self, line: str) -> None:
         try:
             self._handle.write(line)
+            now = time.monotonic()
+            if now - self._flushed >= FLUSH_S:  # a run killed mid-way leaves its lines up to a second ago
+                self._handle.flush()
+                self._flushed = now
         except OSError as exc:
             raise self._failed(exc) from None
 

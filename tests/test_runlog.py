@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,3 +66,16 @@ def test_the_log_of_a_killed_run_is_folded_and_named(cli, sim, tmp_path: Path) -
     assert not orphan.exists() and "callID 1000" in folded.read_text()
     assert folded.name in result.err
     assert not list(reports.glob("*.*.log")), "the run's own log took its final name"
+
+
+def test_a_run_killed_mid_way_leaves_the_lines_it_had_written_a_second_before(tmp_path: Path) -> None:
+    """The log reaches the disk as the run goes, at least once a second, not only when 8 KB have piled up: a run
+    killed after a few rows leaves their lines (a 0-byte interrupted log told nothing)."""
+    log = RunLog(tmp_path, "calls", STARTED)
+    ok = Outcome(Status.DISPOSED, "Call disposed and ended.", 200, 1, "2026-11-30T06:00:01.000Z")
+    log.outcome(2, "1000", ok)
+    time.sleep(1.05)
+    log.outcome(3, "1001", ok)
+    on_disk = log.path.read_text(encoding="utf-8")  # read by another handle, the log still open (as after a kill)
+    assert "callID 1000  disposed 200" in on_disk and "callID 1001  disposed 200" in on_disk
+    log.close()
