@@ -205,9 +205,11 @@ class Ledger:
             stuck = self._db.execute("SELECT host, call_id FROM calls WHERE status = ?", (SENDING,)).fetchall()
             message = ("in flight when its run stopped unexpectedly: the request may or may not have reached Ryng; "
                        "check the call in Ryng, or re-run with --retry-unknown")
-            self._db.executemany(  # each also records an event (trigger)
-                "UPDATE calls SET status = 'unknown', message = ?, finished_at = ? WHERE host = ? AND call_id = ?",
-                [(message, now, host, call_id) for host, call_id in stuck])
+            self._db.executemany(  # each also records an event (trigger); its time is when the request was sent,
+                # the last thing known of it ("left unknown by an earlier run at …"), not when this run found it
+                "UPDATE calls SET status = 'unknown', message = ?, finished_at = sent_at "
+                "WHERE host = ? AND call_id = ?",
+                [(message, host, call_id) for host, call_id in stuck])
             self._db.execute("UPDATE runs SET finished_at = ? WHERE finished_at IS NULL", (f"died before {now}",))
         return len(stuck)
 

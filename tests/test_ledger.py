@@ -264,3 +264,23 @@ def test_a_ledger_that_cannot_record_stops_with_a_sentence(tmp_path: Path) -> No
             ledger.commit("http://h", run_id, [], calls)
         assert ledger.history_lookup("http://h")(["C0", "C4999"]) == {}
     assert _integrity(tmp_path / "ledger.sqlite") == "ok"
+
+
+def test_a_call_in_flight_at_a_crash_is_unknown_as_of_when_it_was_sent(tmp_path: Path) -> None:
+    """Found `sending` by the next run, a call is unknown "as of" the moment its request was recorded as leaving
+    (what `history` and the skip message show), not the moment the next run happened to find it."""
+    from batch_dispose.models import CallRequest
+
+    path = tmp_path / "ledger.sqlite"
+    call = CallRequest(index=0, row=2, call_id="1000", log_id=5000, disposition="Interested", notes="")
+    with Ledger.open(path) as ledger:
+        run = ledger.begin_run("http://127.0.0.1:1", "calls.csv", "")
+        ledger.commit("http://127.0.0.1:1", run, [], [call])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE calls SET status = 'sending'")  # as a kill -9 between intent and outcome leaves it
+        db.execute("UPDATE runs SET finished_at = NULL")
+        (sent_at,) = db.execute("SELECT sent_at FROM calls").fetchone()
+    time.sleep(1.1)
+    with Ledger.open(path) as ledger:
+        (record,) = ledger.calls("1000")
+    assert record.status == "unknown" and record.finished_at == sent_at
