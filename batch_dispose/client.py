@@ -217,8 +217,11 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
         return Verdict(Status.UNKNOWN, f"the server answered {reason} but not with the API's reply "
                        f"({_excerpt(raw, secret, said=reason)}); {UNKNOWN_HINT}", code)
     if code == 403:
-        return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: "
-                       f"{api[1] if api else _excerpt(raw, secret)})", code)
+        if api is None:  # a firewall's or proxy's page, not the API's {"error": true, "message": "Unauthorized Token"}
+            return Verdict(Status.UNAUTHORIZED, f"the server refused the request (403) with a page that is not Ryng's "
+                           f"answer ({_excerpt(raw, secret, said=reason)}): usually the access token, sometimes a "
+                           f"firewall or proxy in between", code)
+        return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: {api[1]})", code)
     if code == 500:
         return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: "
                        f"{api[1] if api else _excerpt(raw, secret)})", code)

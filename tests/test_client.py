@@ -182,7 +182,9 @@ ANSWERS = [
     pytest.param(201, API_OK, {}, Status.UNKNOWN, False, "201 Created", None, id="201"),
     pytest.param(204, b"", {}, Status.UNKNOWN, False, "204 No Content", None, id="204"),
     pytest.param(403, API_403, {}, Status.UNAUTHORIZED, False, "Unauthorized Token", None, id="403-api"),
-    pytest.param(403, b"<h1>Forbidden</h1>", {}, Status.UNAUTHORIZED, False, "(403: Forbidden)", None, id="403-html"),
+    pytest.param(403, b"<h1>Forbidden</h1>", {}, Status.UNAUTHORIZED, False,  # a firewall's page: said so
+                 "refused the request (403) with a page that is not Ryng's answer (Forbidden): usually the access "
+                 "token, sometimes a firewall", None, id="403-html"),
     pytest.param(500, API_500, {}, Status.FAILED, False, "(500: Failed to dispose of call.)", None, id="500-api"),
     pytest.param(500, ERROR_HTML, {}, Status.FAILED, False, "(500: Oops Internal server error)", None, id="500-html"),
     pytest.param(400, b'{"error": true, "message": "logID must be an integer."}', {}, Status.FAILED, False,
