@@ -202,7 +202,7 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
         response = Reply.from_httpx(response)
     code = response.status
     reason = f"{code} {server_text(response.reason, secret)[:80]}".strip()
-    raw = response.content[:65536].decode("utf-8", errors="replace")
+    raw = response.content[:65536].decode("utf-8-sig", errors="replace")  # a BOM before the JSON is no matter
     if code in RETRY_STATUSES:
         return Verdict(Status.FAILED, f"the server stayed {RETRY_STATUSES[code]} ({reason}); "
                        f"the call was not ended, so it is safe to re-run", code, retry=True,

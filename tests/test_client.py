@@ -168,6 +168,8 @@ def test_preview_shows_the_exact_request_with_the_token_masked() -> None:
 # (status, body, headers) -> (status, retry, fragment of the message, retry_after)
 ANSWERS = [
     pytest.param(200, API_OK, {}, Status.DISPOSED, False, "Call disposed and ended.", None, id="200-api"),
+    pytest.param(200, b"\xef\xbb\xbf" + API_OK, {}, Status.DISPOSED, False, "Call disposed and ended.", None,
+                 id="200-api-after-a-bom"),  # a server that writes its JSON with a UTF-8 BOM
     pytest.param(200, b'{"error": true, "message": "Invalid logID"}', {}, Status.FAILED, False,
                  "reported an error: Invalid logID", None, id="200-error-true"),
     pytest.param(200, b"<html><body><p>Please sign in.</p></body></html>", {}, Status.UNKNOWN, False,
