@@ -234,6 +234,23 @@ def test_spreadsheet_text_never_runs_as_script(page: Any, served: dict[str, Any]
     expect(page.locator("#state")).to_have_text("Finished.")
 
 
+def test_a_clean_crm_export_says_nothing_is_wrong_and_exclude_is_in_reach(page: Any, served: dict[str, Any],
+                                                                           tmp_path: Path) -> None:
+    """A file with no problem says so under the switch (not an empty table), and with the switch off each row's
+    Exclude box is in view at 1280 px however many columns the CRM export carries along."""
+    from playwright.sync_api import expect
+
+    carried = ["Agent", "Team", "Campaign", "Call Date", "Duration (s)", "Queue", "Customer Name", "City"]
+    rows = [[f"C{n}", 100 + n, "Interested", "ok", *(f"{name} value {n}" for name in carried)] for n in range(3)]
+    upload(page, served["url"], write_xlsx(tmp_path / "crm.xlsx", rows, header=["Call ID", "Log ID", "Disposition",
+                                                                                 "Remarks", *carried]))
+    expect(page.get_by_text("No row has a problem.")).to_be_visible()
+    page.get_by_role("switch", name="Only rows with problems").uncheck()
+    expect(page.get_by_text("No row has a problem.")).to_be_hidden()
+    box = page.get_by_label("Exclude row 2").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1280, box
+
+
 def test_cross_origin_post_is_refused(page: Any, served: dict[str, Any]) -> None:
     """A POST from another origin is refused with 403, whatever it asks."""
     response = page.request.post(served["url"] + "api/files", headers={"Origin": "http://evil.example"},

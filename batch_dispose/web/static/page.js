@@ -64,6 +64,8 @@ function setUpCheck(main) {
   }
   function filter() {
     table.classList.toggle("only-problems", only.checked);
+    const shown = table.querySelector("tbody tr:not(.fine), tbody tr.edited");  // what the switch leaves in view
+    $("#all-fine").hidden = !only.checked || shown !== null;
   }
   only.addEventListener("change", filter);
   filter();
