@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import unquote
@@ -448,12 +449,10 @@ def _loopback_listener() -> socket.socket:
     return listener
 
 
-@pytest.fixture
-def gzip_server() -> Iterator[str]:
-    """A raw HTTP server on loopback answering every request with the API's 200 JSON, gzip-compressed."""
-    body = gzip.compress(API_OK)
-    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-             b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+@contextmanager
+def answering_once(reply: bytes) -> Iterator[str]:
+    """A raw HTTP server on loopback for one connection: it reads the request's head, sends `reply` as it is
+    (whatever it holds), and closes."""
     listener = _loopback_listener()
 
     def serve() -> None:
@@ -464,14 +463,28 @@ def gzip_server() -> Iterator[str]:
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
             conn.sendall(reply)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def gzip_server() -> Iterator[str]:
+    """A raw HTTP server on loopback answering every request with the API's 200 JSON, gzip-compressed."""
+    body = gzip.compress(API_OK)
+    with answering_once(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body) as url:
+        yield url
 
 
 def test_a_request_on_a_connection_the_server_had_closed_is_known_never_sent() -> None:
@@ -532,24 +545,8 @@ def test_a_request_on_a_connection_the_server_had_closed_is_known_never_sent() -
 def test_a_broken_reply_is_said_in_plain_words(answer: bytes, said: str) -> None:
     """A reply that is not HTTP, or breaks off: unknown, and the message says what happened in words, not the
     HTTP library's class names and a status 400 the server never sent."""
-    listener = _loopback_listener()
-
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.recv(65536)
-            conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        (verdict,) = attempt_real(f"http://127.0.0.1:{listener.getsockname()[1]}", [call("C1")], timeout=2)
-    finally:
-        listener.close()
-        thread.join(timeout=5)
+    with answering_once(answer) as url:
+        (verdict,) = attempt_real(url, [call("C1")], timeout=2)
     assert verdict.status is Status.UNKNOWN
     assert verdict.message.startswith(f"sent, but the connection broke before a reply ({said}); ")
     assert "Error" not in verdict.message and "400" not in verdict.message
