@@ -276,7 +276,7 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     swept = _with_signals(err, lambda stop: sweep(args.inbox, settings, token, reporter=reporter, stop=stop),
                           describe=reporter.stopping_line)
     for item in swept.files:
-        print_lines(summary_lines(item.result), err)
+        print_lines(summary_lines(item.result, swept=True), err)
         if item.moved_to is not None:
             print(f"moved to: {item.moved_to}", file=err)
         elif item.note:
@@ -292,7 +292,9 @@ def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     code = swept.exit_code
     if args.json:  # started_at, finished_at: one JSON line a night says which night it was
         print(json.dumps({"started_at": started, "finished_at": local_time(utc_now()),
-                          "files": [file_json(item.result, item.moved_to) | ({"note": item.note} if item.note else {})
+                          "files": [file_json(item.result, item.moved_to, swept=True)
+                                    | ({"note": item.note} if item.note else {})
+                                    | ({"stop_reason": item.stopped.value} if item.stopped else {})
                                     for item in swept.files],
                           "waiting": [str(path) for path in swept.waiting],
                           "not_spreadsheets": [str(path) for path in swept.others], "exit_code": int(code)}), file=out)
@@ -351,9 +353,11 @@ def _report(results: list[FileResult], args: argparse.Namespace, out: TextIO, *,
     return int(code)
 
 
-def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any]:
-    from .progress import stop_line
+def file_json(result: FileResult, moved_to: Path | None = None, *, swept: bool = False) -> dict[str, Any]:
+    from .progress import not_run_line, stop_line
 
+    not_run = result.stop_reason is not None and result.results_path is None  # an earlier file stopped the batch
+    stopped = (not_run_line(result) if swept else result.error) if not_run else None
     return {
         "file": str(result.input_path),
         "moved_to": str(moved_to) if moved_to else None,
@@ -362,8 +366,9 @@ def file_json(result: FileResult, moved_to: Path | None = None) -> dict[str, Any
         "counts": {str(status): count for status, count in result.counts.items()},
         "duration_s": round(result.duration_s, 3),
         "exit_code": int(result.exit_code),
-        **({"error": result.error} if result.error else {}),
-        **({"stop_reason": result.stop_reason.value, "stopped": stop_line(result)} if result.stop_reason else {}),
+        **({"error": result.error} if result.error and not not_run else {}),  # `error`: an unusable file only
+        **({"stop_reason": result.stop_reason.value, "stopped": stopped or stop_line(result, swept=swept)}
+           if result.stop_reason else {}),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -187,16 +188,18 @@ def reporter_for(stream: TextIO, *, quiet: bool):  # type: ignore[no-untyped-def
     return BarReporter(stream) if isatty is not None and isatty() else LineReporter(stream)
 
 
-def summary_lines(result: FileResult) -> list[str]:
-    """The short end-of-file summary for stderr."""
+def summary_lines(result: FileResult, *, swept: bool = False) -> list[str]:
+    """The short end-of-file summary for stderr (`swept`: in a sweep, whose advice is the next sweep)."""
     if result.results_path is None:
+        if swept and result.stop_reason is not None:
+            return [f"{result.input_path}: {not_run_line(result)}"]
         return [result.error or f"{result.input_path}: not run."]
     counts = {Status(key): value for key, value in result.counts.items()}
     lines = [f"{result.input_path.name}: {result.rows} row{'s' if result.rows != 1 else ''}: {counts_text(counts)} "
              f"({result.duration_s:.1f} s)"]
     lines += [f"warning: {warning}" for warning in result.warnings if warning not in result.noticed]  # said once
     if result.stop_reason is not None:
-        lines.append(stop_line(result))
+        lines.append(stop_line(result, swept=swept))
     left = sum(result.counts.get(status, 0) for status in PROBLEMS)
     shown = result.problems[:PROBLEMS_PRINTED]
     if shown:
@@ -208,11 +211,24 @@ def summary_lines(result: FileResult) -> list[str]:
     return lines
 
 
-def stop_line(result: FileResult) -> str:
-    """Why the file's run stopped early, in one line ("stopped: …"); for the summary and for --json."""
+def stop_line(result: FileResult, *, swept: bool = False) -> str:
+    """Why the file's run stopped early, in one line ("stopped: …"); for the summary and for --json. In a
+    sweep the file stays in the inbox, so the advice is the next sweep, not running the workbook again."""
     assert result.stop_reason is not None
     cause = f" ({result.stop_cause})" if result.stop_cause else ""
-    return STOP_LINES[result.stop_reason.value].format(cause=cause)
+    line = STOP_LINES[result.stop_reason.value].format(cause=cause)
+    return _RUN_AGAIN.sub(SWEEP_AGAIN, line) if swept else line
+
+
+def not_run_line(result: FileResult) -> str:
+    """A file a sweep did not reach, stopped by an earlier file (`--json`'s `stopped` for it)."""
+    assert result.stop_reason is not None
+    return f"not run: the sweep stopped before this file ({result.stop_reason.value}); it stays in the inbox for " \
+           f"the next sweep"
+
+
+_RUN_AGAIN = re.compile(r"(, then |; )run the results workbook again( later)?$")
+SWEEP_AGAIN = "; the file stays in the inbox and the next sweep sends the rest"
 
 
 def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:

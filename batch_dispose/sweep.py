@@ -45,6 +45,7 @@ class SweptFile:
     result: FileResult
     moved_to: Path | None
     note: str | None = None  # why it was left where it is (changed or vanished during the sweep)
+    stopped: StopReason | None = None  # it stopped the sweep though its own run did not stop (a small file)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def waiting_files(inbox: Path, *, now: float | None = None) -> tuple[list[Path],
         if path.suffix.lower() not in FORMATS:
             others.append(path)
             continue
-        (fresh if now - path.stat().st_mtime < SETTLE_S else ready).append(path)
+        # changed in the last SETTLE_S: maybe still being written. A time further ahead than that is a clock
+        # skew or a stamp from the future, not a write in progress: waiting for it would wait forever (the
+        # fingerprint taken before the run still keeps a file that changes during it in the inbox)
+        (fresh if abs(now - path.stat().st_mtime) < SETTLE_S else ready).append(path)
     return ready, fresh, others
 
 
@@ -127,8 +131,11 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
             result.files.append(SweptFile(file_result, None, f"{path}: the file changed while the sweep was running "
                                           f"it (size, time or content); left in the inbox for the next sweep, which "
                                           f"sends what the new content adds."))
-        elif _left_for_next_sweep(file_result) is not None:
-            result.files.append(SweptFile(file_result, None))
+        elif (reason := _left_for_next_sweep(file_result)) is not None:
+            if file_result.stop_reason is None and file_result.results_path is not None:  # said here, not by its run
+                result.files.append(SweptFile(file_result, None, f"{path}: {SMALL_FILE_STOPS[reason]}", reason))
+            else:
+                result.files.append(SweptFile(file_result, None))
         elif file_result.unavailable:
             rows = f"{file_result.unavailable} row{'s' if file_result.unavailable != 1 else ''}"
             result.files.append(SweptFile(file_result, None, f"{path}: {rows} could not be sent (the server was "
@@ -144,6 +151,14 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
     await run_files(ready, settings, token, reporter=reporter, stop=stop, transport=transport, after_file=moved,
                     stop_when=_left_for_next_sweep)
     return result
+
+
+SMALL_FILE_STOPS = {  # a file too small for its run to stop on its own, that stopped the sweep all the same
+    StopReason.UNREACHABLE: "no row could be sent (the server could not be reached); left in the inbox, and the "
+                            "sweep stopped: the next sweep sends it",
+    StopReason.UNAUTHORIZED: "the server rejected the access token; left in the inbox, and the sweep stopped: fix "
+                             "the token and the next sweep sends it",
+}
 
 
 def _left_for_next_sweep(result: FileResult) -> StopReason | None:

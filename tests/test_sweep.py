@@ -235,13 +235,17 @@ def test_wrong_token_leaves_the_files_after_the_stopped_one_in_the_inbox(cli, si
 
 
 def test_wrong_token_on_a_small_file_still_leaves_it_in_the_inbox(cli, sim, tmp_path: Path) -> None:
-    """A 2-row file rejected for the token stays in the inbox and the sweep stops there (exit 3)."""
+    """A 2-row file rejected for the token stays in the inbox and the sweep stops there (exit 3), saying so and
+    what to do in a sweep: fix the token, the next sweep sends it (not "run the results workbook again")."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     _age(write_csv(inbox / "a.csv", rows_of(2, start=1000)), write_csv(inbox / "b.csv", rows_of(2, start=2000)))
     result = cli("sweep", inbox, "--base-url", sim.base_url, "--json", token="wrong")
     assert result.code == 3
     assert (inbox / "a.csv").is_file()
+    assert result.json()["files"][0]["stop_reason"] == "unauthorized"
+    assert "fix the token and the next sweep sends it" in result.err
+    assert "run the results workbook again" not in result.err + result.out
     assert not any(call.startswith("2") for call in sim.stats.received)
 
 
@@ -257,7 +261,11 @@ def test_small_files_during_an_outage_stay_in_the_inbox_and_the_next_sweep_sends
     assert down.code == 1, down.err
     files = {Path(item["file"]).name: item for item in down.json()["files"]}
     assert files["a.csv"]["moved_to"] is None and files["a.csv"]["counts"]["failed"] == 3
-    assert files["b.csv"]["moved_to"] is None and "not run" in down.err
+    assert files["a.csv"]["stop_reason"] == "unreachable"  # the JSON line tells "server down" from "bad rows"
+    assert "a.csv: no row could be sent (the server could not be reached); left in the inbox" in down.err
+    assert files["b.csv"]["moved_to"] is None and "error" not in files["b.csv"]  # not run is not unusable
+    assert files["b.csv"]["stopped"] == ("not run: the sweep stopped before this file (unreachable); it stays in "
+                                         "the inbox for the next sweep")
     assert _spreadsheets_in(inbox) == ["a.csv", "b.csv"] and not (inbox / "done").exists()
     back = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
     assert back.code == 0, back.err
@@ -280,6 +288,33 @@ def test_a_file_with_a_row_the_server_kept_refusing_stays_for_the_next_sweep(cli
     assert again.code == 0, again.err
     assert _names(inbox / "done") == {"a.csv", "b.csv"}
     assert sim.stats.received["1001"] == 3 and sim.stats.received["1000"] == 1
+
+
+def test_a_file_stamped_in_the_future_is_run_not_held_back_forever(cli, sim, tmp_path: Path) -> None:
+    """A file whose modification time is far ahead (a skewed clock on the machine that wrote it) is run: waiting
+    until it is "10 s old" would hold it back every night while the sweep exits 0."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    future = write_csv(inbox / "future.csv", rows_of(2))
+    _age(future, seconds=-3600)
+    result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
+    assert result.code == 0, result.err
+    assert result.json()["waiting"] == [] and _names(inbox / "done") == {"future.csv"}
+
+
+def test_a_long_stop_in_a_sweep_says_the_next_sweep_sends_the_rest(cli, simulator, tmp_path: Path) -> None:
+    """A file whose run stopped (the token rejected 3 times in a row) stays in the inbox; its stop line says the
+    next sweep sends the rest, not to run the results workbook again (a sweep does that by itself)."""
+    sim = simulator()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _age(write_csv(inbox / "a.csv", rows_of(20)))
+    result = cli("sweep", inbox, "--base-url", sim.base_url, "--json", token="wrong")
+    assert result.code == 3, result.err
+    stopped = result.json()["files"][0]["stopped"]
+    assert stopped.startswith("stopped: the server rejected the access token 3 times in a row") and \
+        stopped.endswith("; the file stays in the inbox and the next sweep sends the rest"), stopped
+    assert "run the results workbook again" not in result.err
 
 
 # --- filing without overwriting ---------------------------------------------------------------------------
