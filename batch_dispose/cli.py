@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -189,6 +190,7 @@ def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return int(exc.code or 0)
     command: Callable[[argparse.Namespace, TextIO, TextIO], int] = COMMANDS[args.command]
+    begun = datetime.now(UTC)
     try:
         return command(args, out, err)
     except BatchDisposeError as exc:
@@ -197,6 +199,10 @@ def _main(argv: list[str], out: TextIO, err: TextIO) -> int:
         if getattr(args, "json", False):
             several = args.command == "sweep" or len(getattr(args, "files", ())) > 1  # the sweep shape
             shape: dict[str, object] = {"files": []} if several else {}
+            if args.command == "sweep":  # each night's line says which night it was, a refused one too
+                from .workbook import local_time
+
+                shape = {"started_at": local_time(begun), "finished_at": local_time(datetime.now(UTC)), **shape}
             print(json.dumps({**shape, "error": str(exc), "exit_code": _code_for(exc)}), file=out)
         print(f"batch-dispose: {exc}", file=err)
         return _code_for(exc)

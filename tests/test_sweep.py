@@ -404,6 +404,7 @@ def test_sweep_while_another_run_holds_the_lock_exits_75_and_sends_nothing(cli, 
         result = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
     assert result.code == 75
     assert result.json()["exit_code"] == 75
+    assert result.json()["started_at"] and result.json()["finished_at"]  # which night was refused, in the log
     assert len(result.err.strip().splitlines()) == 1
     assert sim.stats.requests == 0
     assert _spreadsheets_in(inbox) == ["a.csv", "b.xlsx"]
