@@ -127,7 +127,8 @@ class LineReporter:
             done = sum(self._counts.values())
             rate = done / max(now - self._started, 1e-9)
             doing = activity_text(self._activity)
-            print(f"batch-dispose: {self._name}: {done}/{self._total} done ({counts_text(self._counts)}), "
+            counts = f" ({counts_text(self._counts)})" if done else ""  # not "0/10 done (nothing)"
+            print(f"batch-dispose: {self._name}: {done}/{self._total} done{counts}, "
                   f"{rate:.1f}/s{'; ' + doing if doing else ''}", file=self._stream, flush=True)
 
     def file_finished(self, result: FileResult) -> None:
