@@ -178,7 +178,7 @@ def run_lines(runs: Sequence[RunRecord], more: bool, limit: int) -> list[str]:
     lines = []
     for run in runs:
         outcome = counts_text(run.counts, empty="no rows") if run.counts is not None else (
-            "did not finish" + (f" ({run.finished_at})" if run.finished_at else "; it may still be running"))
+            "did not finish" + (f" ({when(run.finished_at)})" if run.finished_at else "; it may still be running"))
         workbook = f"  (workbook {Path(run.results).name})" if run.results else ""
         lines.append(f"run {run.id}  {when(run.started_at)}  {Path(run.file).name} -> {run.host}  {outcome}{workbook}")
     if more:
@@ -226,14 +226,19 @@ def sent_text(sent: dict[str, Any]) -> str:
     return ", ".join(part for part in parts if part)
 
 
+DIED = "died before "
+
+
 def when(moment: str | None) -> str:
     """A ledger time (UTC, ISO 8601) in this machine's local time with its offset, to the second."""
     if not moment:
         return ""
+    if moment.startswith(DIED):  # a run that died: `recover` notes when the next run found it
+        return DIED + when(moment.removeprefix(DIED))
     try:
         parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     except ValueError:
-        return moment  # "died before …" and other text stays as it is
+        return moment  # other text stays as it is
     return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S %z") if parsed.tzinfo else moment
 
 

@@ -373,6 +373,17 @@ def test_history_lines_name_what_was_sent() -> None:
     assert lines[1] == '  last sent: logID 5000, disposition Interested, notes "said \\"call back\\""'
 
 
+def test_history_says_when_a_run_that_died_was_found_in_local_time() -> None:
+    """A run killed mid-way is listed as "did not finish (died before 2026-11-30 13:04:39 +0000)", in the local
+    time every other line uses, not the ledger's raw UTC text."""
+    from batch_dispose.history import RunRecord, run_lines
+
+    died = RunRecord(7, "https://acme.ryng.in", "/in/calls.csv", "2026-11-30T13:00:00.000Z",
+                     "died before 2026-11-30T13:04:39.695Z", None)
+    (line,) = run_lines([died], more=False, limit=20)
+    assert re.search(r"did not finish \(died before 2026-11-30 \d\d:\d\d:39 [+-]\d{4}\)$", line), line
+
+
 def test_run_prints_each_files_summary_when_that_file_ends(simulator, tmp_path: Path) -> None:
     """`run A B`: A's summary and results path are on stderr while B is still being sent, not only at the end."""
     sim = simulator(latency_ms=150)
