@@ -331,6 +331,21 @@ def test_send_the_failed_rows_again_reruns_the_results_workbook(make_page, simul
     assert body["counts"]["skipped"] == 2 and body["counts"]["ready"] == 1 and body["file"].startswith("calls-results")
 
 
+def test_send_the_rest_again_keeps_a_row_the_person_excluded_out(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A row excluded on the check page stays excluded when the rest is sent again (it is pending in the
+    results workbook, which "again" checks): the person decided that call must not be ended."""
+    sim = simulator(fail_ids={"1003"})
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(4))).json()
+    assert page.request("PATCH", f"/api/files/{upload['id']}/rows/3", json={"excluded": True}).status_code == 200
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    assert view["counts"]["failed"] == 1 and "1001" not in sim.stats.received
+    again = page.request("POST", f"/api/runs/{view['run']}/again").json()
+    assert again["counts"]["pending"] == 1 and again["to_send"] == 1 and again["excluded"] == [3], again["counts"]
+    page.wait(page.request("POST", f"/api/files/{again['id']}/run").json()["run"])
+    assert "1001" not in sim.stats.received and sim.stats.received["1003"] == 2
+
+
 def test_a_run_that_stops_by_itself_says_why_in_plain_words(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A server that refuses every connection, and one that rejects the token: the run's state says why it
     stopped (not just "Stopped."), the progress line counts calls disposed (not rows attempted), and "Send the

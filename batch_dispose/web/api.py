@@ -271,6 +271,7 @@ async def run_again(request: Request) -> Response:
         return error(404, "This run has no results workbook to send again.")
     upload_id = secrets.token_urlsafe(9)
     upload = uploads.Upload(upload_id, path.name, state.folder / upload_id / uploads.safe_name(path.name))
+    upload.excluded = set(run.excluded)  # a row the person excluded stays out (rows keep their numbers)
     upload.path.parent.mkdir(parents=True)
     await run_in_threadpool(shutil.copyfile, path, upload.path)
     try:

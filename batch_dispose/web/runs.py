@@ -75,6 +75,7 @@ class PageRun:
     result: FileResult | None = None
     error: str | None = None
     locked: bool = False  # it ended at once: another run holds the ledger's lock
+    excluded: frozenset[int] = frozenset()  # rows the person excluded: "send the rest again" keeps them out
     finished: threading.Event = field(default_factory=threading.Event)
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
@@ -132,6 +133,8 @@ class PageRun:
 
     def start(self, settings: Settings, token: Secret, edits: Mapping[int, Mapping[str, str]],
               excluded: Collection[int]) -> None:
+        self.excluded = frozenset(excluded)
+
         def main() -> None:
             loop = asyncio.new_event_loop()
             self._loop, self._stop = loop, asyncio.Event()
