@@ -341,7 +341,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
             if _any_value(raw):
                 ignored += 1  # other columns only: helper formulas dragged down, a note under the table
             continue
-        if _maybe_footer(raw, cells) and _is_footer(raw, cells, results_at):  # type: ignore[arg-type]
+        if _maybe_footer(raw, cells, results_at) and _is_footer(raw, cells, results_at):  # type: ignore[arg-type]
             ignored += 1
             continue
         if " " in cells[0].strip() and _text_line(cells):  # type: ignore[arg-type,attr-defined]
@@ -404,14 +404,25 @@ def _any_value(raw: Row) -> bool:
     return any(value is not None and (not isinstance(value, str) or value.strip()) for value in values)
 
 
-def _maybe_footer(raw: Row, cells: list[str]) -> bool:
-    """A cheap first look: a footer word in the row's first cell or in one of the four fields."""
-    first = get(raw, 0)
+def _maybe_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozenset()) -> bool:
+    """A cheap first look: a footer word in the row's first filled cell (a results workbook's own columns
+    left out) or in one of the four fields."""
+    first = _first_filled(raw, results_at)
     if isinstance(first, str) and _footer_word(first[:24]):
-        return True  # `Total` in column A, a count under Call ID
+        return True  # `Total` in column A (or wherever the row begins), a count under Call ID
     if cells[0][:1].isdigit():  # a call ID as most accounts write them
         return False
     return any(_footer_word(cell[:24]) for cell in cells if cell)
+
+
+def _first_filled(raw: Row, results_at: frozenset[int]) -> object:
+    first = get(raw, 0)  # most rows begin in column A: no scan
+    if 0 not in results_at and first is not None and (not isinstance(first, str) or first.strip()):
+        return first
+    for position, value in grids.items(raw):
+        if position not in results_at and value is not None and (not isinstance(value, str) or value.strip()):
+            return value
+    return None
 
 
 _COUNT_AFTER = re.compile(r"[\s:=-]*[\d.,]*\s*$")

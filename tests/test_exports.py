@@ -164,6 +164,24 @@ def test_footer_rows_are_not_calls(tmp_path: Path, footer: list[str]) -> None:
     assert table.rows == [2] and table.ignored == 1
 
 
+def test_a_total_row_under_a_name_column_stays_a_footer_in_every_generation(cli, sim, tmp_path: Path) -> None:
+    """A CRM export whose Total sits under its first column (a name) with the count under Call ID: ignored in
+    the file and in its results workbook given back, where status and message now come first (it became an
+    invalid row asking for a log ID, and "send the rest again" was offered forever)."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Lead Name", "Call ID", "Log ID", "Disposition", "Remarks"])
+    sheet.append(["Asha", "8001", 901, "Interested", "ok"])
+    sheet.append(["Ravi", "8002", 902, "Callback", ""])
+    sheet.append(["Total", 2, None, None, None])
+    workbook.save(tmp_path / "crm.xlsx")
+    first = cli("run", tmp_path / "crm.xlsx", *_base(sim), "--json")
+    assert first.code == 0 and first.json()["counts"]["invalid"] == 0, first.err
+    again = cli("run", first.json()["results"], *_base(sim), "--json")
+    assert again.code == 0, again.err
+    assert again.json()["counts"]["invalid"] == 0 and "1 row had no call data and was ignored" in again.err
+
+
 def test_a_paginated_export_s_repeated_header_and_text_lines_are_not_calls(cli, sim, tmp_path: Path) -> None:
     """A CRM export that repeats its header row at each page and ends with "Exported by … do not forward" and
     "Count: 3" under Call ID: exactly its calls sent, exit 0, the other lines counted as ignored; a half-typed
