@@ -179,6 +179,7 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
     all_ids = normalize_ids(table.field_cells("callID"))  # the same string objects where nothing changed
     first = first_rows(all_ids)
     dispositions: dict[str, int] = {}
+    spelled_at: dict[str, list[int]] = {}  # the first rows of each spelling, for the look-alike warning
     dated: list[int] = []  # valid call IDs that read as dates (2026-11-30): a CSV of IDs a spreadsheet dated
     for start in range(0, len(table), CHUNK):
         stop = min(start + CHUNK, len(table))
@@ -190,13 +191,16 @@ def validate(table: Table, allowed: Sequence[str] | None = None, call_id_pattern
         ):
             if index in chunk:
                 continue
-            dispositions[disposition] = dispositions.get(disposition, 0) + 1
+            seen = dispositions.get(disposition, 0)
+            dispositions[disposition] = seen + 1
+            if seen < SHOWN_ROWS:
+                spelled_at.setdefault(disposition, []).append(table.rows[index])
             if len(call_id) == 10 and _DATE_ID.fullmatch(call_id):
                 dated.append(index)
             if canonical is not None:
                 disposition = canonical[disposition.casefold()]
             requests.add(index, call_id, int(log_id.split(".")[0]), disposition, notes)
-    warnings = look_alike_dispositions(dispositions) if allowed is None else []
+    warnings = look_alike_dispositions(dispositions, spelled_at) if allowed is None else []
     if dated and call_id_pattern is None:
         warnings.append(_dated_warning(table, all_ids, dated))
     return Validation(messages=messages, requests=requests, warnings=warnings, duplicates=duplicates)
@@ -248,9 +252,14 @@ def _dated_warning(table: Table, ids: pd.Series, dated: Sequence[int]) -> str:
             f"such IDs invalid).")
 
 
-def look_alike_dispositions(counts: Mapping[str, int], limit: int = 200) -> list[str]:
+SHOWN_ROWS = 3  # rows named for the rarer of two look-alike spellings
+
+
+def look_alike_dispositions(counts: Mapping[str, int], rows: Mapping[str, Sequence[int]] | None = None,
+                            limit: int = 200) -> list[str]:
     """Warnings for dispositions of one file that look like misspellings of each other
-    (`Intrested` beside `Interested`, `Call back` beside `Callback`), each naming both and their rows."""
+    (`Intrested` beside `Interested`, `Call back` beside `Callback`), each naming both, how many rows each,
+    and where the rarer one is (its first rows), so that it can be found and fixed."""
     common = sorted((name for name in counts if name), key=lambda name: -counts[name])[:limit]
     keys = {name: "".join(ch for ch in name.casefold() if ch.isalnum()) for name in common}
     warnings = []
@@ -260,7 +269,10 @@ def look_alike_dispositions(counts: Mapping[str, int], limit: int = 200) -> list
             shortest = min(len(a), len(b))
             alike = a == b or (shortest >= 4 and _within(a, b, 1 if shortest < 8 else 2))
             if alike:
-                warnings.append(f"Dispositions that look alike: '{other}' ({_rows(counts[other])}) beside "
+                where = (rows or {}).get(other, ())
+                at = (f": row{'s' if len(where) > 1 else ''} {', '.join(map(str, where))}"
+                      f"{', …' if counts[other] > len(where) else ''}") if where else ""
+                warnings.append(f"Dispositions that look alike: '{other}' ({_rows(counts[other])}{at}) beside "
                                 f"'{name}' ({_rows(counts[name])}); each is sent as spelled, so check the "
                                 f"spelling (a --dispositions list makes the names binding).")
     return warnings

@@ -257,7 +257,8 @@ def test_call_id_pattern_makes_other_ids_invalid_with_a_sentence(cli, sim, tmp_p
 
 
 def test_look_alike_dispositions_are_warned_about_before_sending(tmp_path: Path) -> None:
-    """`Intrested` beside `Interested` and `Call back` beside `Callback` are named, with their row counts."""
+    """`Intrested` beside `Interested` and `Call back` beside `Callback` are named, with their row counts and
+    where the rarer spelling is, so it can be found."""
     rows = [[str(n), "1", "Interested", ""] for n in range(3)] + [["10", "1", "Intrested", ""],
                                                                  ["11", "1", "Callback", ""],
                                                                  ["12", "1", "Call back", ""],
@@ -266,8 +267,7 @@ def test_look_alike_dispositions_are_warned_about_before_sending(tmp_path: Path)
     result, _ = validate_file(source, Settings(reports_dir=tmp_path / "reports"))
     alike = [w for w in result.warnings if "look alike" in w]
     assert len(alike) == 2
-    assert "'Intrested' (1 row) beside 'Interested' (3 rows)" in alike[0] or \
-        "'Intrested' (1 row) beside 'Interested' (3 rows)" in alike[1]
+    assert any("'Intrested' (1 row: row 5) beside 'Interested' (3 rows)" in w for w in alike), alike
     assert any("'Call back'" in w and "'Callback'" in w for w in alike)
     assert not any("Not Interested" in w for w in alike)
 

@@ -202,7 +202,7 @@ def test_a_fix_in_the_page_gets_the_files_warnings_anew_and_the_run_shows_its_ow
     assert not any("look alike" in w for w in upload["warnings"])
     fixed = page.request("PATCH", f"/api/files/{upload['id']}/rows/4", json={"disposition": "Intrested"}).json()
     assert fixed["status"] == "ready"
-    assert any("Dispositions that look alike: 'Intrested' (1 row) beside 'Interested' (2 rows)" in w
+    assert any("Dispositions that look alike: 'Intrested' (1 row: row 4) beside 'Interested' (2 rows)" in w
                for w in fixed["warnings"]), fixed["warnings"]
     view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
     assert any(w.startswith("No earlier run to http://127.0.0.1:") for w in view["warnings"]), view["warnings"]
