@@ -430,7 +430,10 @@ def test_the_page_names_its_own_controls_never_the_command_lines_flags(  # type:
     assert "record what you saw under History" in unknown
     skipped = next(p["message"] for p in again["problems"] if p["status"] == "skipped" and "differs" in p["message"])
     assert skipped.endswith("(it is not sent again)")
-    shown = [no_notes.text, no_log.text, json.dumps(first), json.dumps(view), json.dumps(again)]
+    lookup = page.request("GET", "/api/calls/1001")  # the ledger keeps the CLI's words: History shows the page's
+    assert "record what you saw under History" in lookup.json()["events"][0]["message"]
+    shown = [no_notes.text, no_log.text, json.dumps(first), json.dumps(view), json.dumps(again), lookup.text,
+             page.request("GET", "/history?call=1001").text]
     assert not any(FLAG.search(text) for text in shown), [FLAG.findall(text) for text in shown]
 
 

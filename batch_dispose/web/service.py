@@ -236,7 +236,10 @@ def call_history(settings: Settings, call_id: str, limit: int = 50) -> dict[str,
     if not _any_ledger(settings):
         return {"call": call_id, "known": False, "hosts": [], "events": [], "more_events": False, "alike": []}
     answer = ask(settings.ledger_path, call_ids=[call_id], limit=limit, old=settings.old_ledger_path)
-    return {"call": call_id, **answer.data["calls"][call_id]}
+    record = answer.data["calls"][call_id]
+    for event in record["events"]:  # the ledger keeps the CLI's words ("re-run with --retry-unknown")
+        event["message"] = for_page(event["message"] or "")
+    return {"call": call_id, **record}
 
 
 def recorded_workbook(settings: Settings, run_id: int, recorded: str | None = None) -> Path | None:
