@@ -323,8 +323,9 @@ def test_sigterm_stops_the_run_writes_the_workbook_and_exits_0(tmp_path: Path) -
 
 def test_a_file_without_the_expected_header_lets_the_person_pick_the_columns(page: Any, served: dict[str, Any],
                                                                              tmp_path: Path) -> None:
-    """Unknown column names show the CLI's sentence and the first rows; with the loader's mapping, the person picks
-    the header row and the columns and the file is checked again."""
+    """Unknown column names show the CLI's sentence and the first rows (in their own scrolling box on a phone);
+    the person picks the header row and the columns and the file is checked again; a check that still lacks a
+    column answers with one sentence, the first check's sentence no longer shown beside it."""
     from playwright.sync_api import expect
 
 
@@ -335,9 +336,15 @@ def test_a_file_without_the_expected_header_lets_the_person_pick_the_columns(pag
     expect(page.get_by_role("heading", name=re.compile("Which columns"))).to_be_visible()
     expect(page.get_by_role("alert").first).to_contain_text("missing")
     expect(page.get_by_role("table", name=re.compile("The first rows"))).to_contain_text("Reference")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the rows scroll in their box
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_label("Row 1 is the header").check()
-    for field, header in (("callID", "Reference"), ("logID", "Log number"), ("disposition", "Outcome"),
-                          ("notes", "Free text")):
+    page.get_by_label("callID column", exact=True).select_option("Reference")
+    page.get_by_role("button", name="Check again").click()
+    expect(page.locator("#columns-error")).to_contain_text("there is no notes column")  # Log number, Outcome: found
+    expect(page.locator("#columns-sentence")).to_have_text("")
+    for field, header in (("logID", "Log number"), ("disposition", "Outcome"), ("notes", "Free text")):
         page.get_by_label(f"{field} column", exact=True).select_option(header)
     shot(page, "2b-columns")
     page.get_by_role("button", name="Check again").click()

@@ -141,6 +141,7 @@ function setUpColumns(main) {
     const noNotes = form.elements.no_notes.checked;
     const { ok, data } = await api("POST", `/api/files/${encodeURIComponent(id)}/columns`, { columns, no_notes: noNotes });
     if (ok) { window.location.assign(`/files/${encodeURIComponent(id)}`); return; }
+    $("#columns-sentence").textContent = "";  // the sentence of the first check no longer holds: one answer, the new one
     $("#columns-error").textContent = data.error;
   });
 }
