@@ -9,11 +9,12 @@ connect refused/failed, DNS, TLS, connect or      failed        retried: the req
 pool timeout, 429, 503
 200 with the API's JSON                           disposed
 403                                               unauthorized  3 in a row stop the run
-500, 200 with `"error": true`                     failed        the server's message is kept
+500 or 200 with the API's `"error": true`         failed        the server's message is kept
 other 4xx, 3xx                                    failed        status and an excerpt of the body
 read timeout, reset or protocol error after       unknown       never re-sent automatically;
-sending, 502, 504, other 5xx, a 2xx that is not                 `--retry-unknown` re-sends
-the API's JSON
+sending, 502, 504, other 5xx (a 500 too, when                   `--retry-unknown` re-sends
+its body is not the API's JSON: a gateway's
+page), a 2xx that is not the API's JSON
 ================================================  ============  =====================================
 """
 
@@ -222,9 +223,8 @@ def classify(response: Reply | httpx.Response, *, secret: str = "") -> Verdict:
                            f"answer ({_excerpt(raw, secret, said=reason)}): usually the access token, sometimes a "
                            f"firewall or proxy in between", code)
         return Verdict(Status.UNAUTHORIZED, f"the server rejected the access token ({code}: {api[1]})", code)
-    if code == 500:
-        return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: "
-                       f"{api[1] if api else _excerpt(raw, secret)})", code)
+    if code == 500 and api is not None:
+        return Verdict(Status.FAILED, f"the server did not dispose of the call ({code}: {api[1]})", code)
     if 300 <= code < 400:
         where = server_text(response.headers.get("location", "elsewhere"), secret)
         return Verdict(Status.FAILED, f"the server redirected the request ({reason}) to {where[:120]}; "

@@ -189,7 +189,9 @@ ANSWERS = [
                  "refused the request (403) with a page that is not Ryng's answer (Forbidden): usually the access "
                  "token, sometimes a firewall", None, id="403-html"),
     pytest.param(500, API_500, {}, Status.FAILED, False, "(500: Failed to dispose of call.)", None, id="500-api"),
-    pytest.param(500, ERROR_HTML, {}, Status.FAILED, False, "(500: Oops Internal server error)", None, id="500-html"),
+    pytest.param(500, ERROR_HTML, {}, Status.UNKNOWN, False,  # a gateway's page: whether Ryng had it is unknown
+                 "answered 500 Internal Server Error (Oops Internal server error); its effect is unknown", None,
+                 id="500-html"),
     pytest.param(400, b'{"error": true, "message": "logID must be an integer."}', {}, Status.FAILED, False,
                  "400 Bad Request: logID must be an integer.", None, id="400"),
     pytest.param(404, b"Not here", {}, Status.FAILED, False, "404 Not Found: Not here", None, id="404"),
