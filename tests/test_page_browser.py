@@ -237,7 +237,8 @@ def test_spreadsheet_text_never_runs_as_script(page: Any, served: dict[str, Any]
 def test_a_clean_crm_export_says_nothing_is_wrong_and_exclude_is_in_reach(page: Any, served: dict[str, Any],
                                                                            tmp_path: Path) -> None:
     """A file with no problem says so under the switch (not an empty table), and with the switch off each row's
-    Exclude box is in view at 1280 px however many columns the CRM export carries along."""
+    Exclude box is in view at 1280 px however many columns the CRM export carries along; excluding a row takes
+    it out of the first requests shown."""
     from playwright.sync_api import expect
 
     carried = ["Agent", "Team", "Campaign", "Call Date", "Duration (s)", "Queue", "Customer Name", "City"]
@@ -249,6 +250,11 @@ def test_a_clean_crm_export_says_nothing_is_wrong_and_exclude_is_in_reach(page: 
     expect(page.get_by_text("No row has a problem.")).to_be_hidden()
     box = page.get_by_label("Exclude row 2").bounding_box()
     assert box is not None and box["x"] + box["width"] <= 1280, box
+    previews = page.get_by_role("region", name="The first requests (token masked)")
+    expect(previews).to_contain_text("/preview/call/C0")
+    page.get_by_label("Exclude row 2").check()  # the first requests follow: an excluded row is not among them
+    expect(previews).not_to_contain_text("/preview/call/C0")
+    expect(previews).to_contain_text("/preview/call/C1")
 
 
 def test_cross_origin_post_is_refused(page: Any, served: dict[str, Any]) -> None:

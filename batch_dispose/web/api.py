@@ -173,7 +173,7 @@ async def patch_row(request: Request) -> Response:
     position = checked.index[row]
     return JSONResponse({"row": row, "status": checked.status[position], "message": checked.message[position],
                          "counts": checked.counts, "to_send": checked.to_send, "warnings": checked.warnings,
-                         "duplicates": checked.duplicates})
+                         "duplicates": checked.duplicates, "previews": checked.previews})
 
 
 def _text(value: object) -> str | None:

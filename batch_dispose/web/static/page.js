@@ -85,6 +85,16 @@ function setUpCheck(main) {
     $(".message", tr).textContent = data.message;
     showCounts({ ...data.counts, duplicates: data.duplicates }, data.to_send);
     showWarnings($("#warnings"), data.warnings);
+    showPreviews(data.previews);
+  }
+  function showPreviews(previews) {  // the first requests as they now stand (an excluded row is not among them)
+    const box = $("#previews");
+    if (!box || !previews) return;
+    box.replaceChildren(...previews.map((text) => {
+      const pre = document.createElement("pre");
+      pre.textContent = text;
+      return pre;
+    }));
   }
   table.addEventListener("change", (event) => {
     const input = event.target, tr = input.closest("tr");
