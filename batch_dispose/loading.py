@@ -33,6 +33,7 @@ from .headers import (
     normalize_header,
     raise_missing,
 )
+from .models import EXCLUDED_MESSAGE
 
 __all__ = ["FIELDS", "HEADER_ALIASES", "REQUIRED_FIELDS", "RESULT_COLUMNS", "Table", "cell_kind", "cell_text",
            "load", "normalize_header", "read_dispositions"]
@@ -70,6 +71,7 @@ class Table:
     ignored: int = 0  # rows that are not calls (footers, rows of other columns only); blank rows not counted
     prior_status: list[str] | None = None  # per row, when the input is a results workbook
     prior_finished: list[str] | None = None
+    prior_excluded: tuple[int, ...] = ()  # rows a results workbook given back has as excluded in the page
     sheet: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
@@ -316,6 +318,8 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
     results_at = frozenset(result_positions.values())  # a results workbook's own columns: not the footer's cells
     prior_status: list[str] | None = [] if status_pos is not None else None
     prior_finished: list[str] | None = [] if finished_pos is not None else None
+    message_pos = result_positions.get("message") if status_pos is not None else None
+    prior_excluded: list[int] = []
     typed = fmt != "csv"  # CSV cells are text already; workbook cells need converting
     shared: dict[str, str] = {}  # one string object for repeated values (dispositions, blanks)
     blank_headers = [position for position, header in enumerate(headers) if not header]
@@ -361,6 +365,9 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
         log_kinds("" if type(values[1]) in plain else cell_kind(values[1]))
         if prior_status is not None:
             prior_status.append(cell_text(get(raw, status_pos)).strip().lower())  # type: ignore[arg-type]
+            if prior_status[-1] == "pending" and message_pos is not None and cell_text(
+                    get(raw, message_pos)).startswith(EXCLUDED_MESSAGE):  # type: ignore[arg-type]
+                prior_excluded.append(number)  # a person excluded it: it stays out until they include it
         if prior_finished is not None:
             prior_finished.append(cell_text(get(raw, finished_pos)))  # type: ignore[arg-type]
         if row_pos is not None:
@@ -393,7 +400,8 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
         path=path, format=fmt, sha256=hashlib.sha256(data).hexdigest(),
         headers=tuple(headers[position] for position in keep), positions=tuple(keep), header_row=header_row,
         cells=cells_by_field, rows=rows, fields={name: index[position] for name, position in fields.items()},
-        kinds=kinds, ignored=ignored, prior_status=prior_status, prior_finished=prior_finished, sheet=sheet,
+        kinds=kinds, ignored=ignored, prior_status=prior_status, prior_finished=prior_finished,
+        prior_excluded=tuple(prior_excluded), sheet=sheet,
         encoding=encoding, delimiter=delimiter, warnings=tuple(warnings),
         widths=tuple(min(longest[position], 200) for position in keep),
     )

@@ -19,6 +19,9 @@ from typing import TypeVar, overload
 _T = TypeVar("_T")
 
 
+EXCLUDED_MESSAGE = "excluded in the page; not sent"  # a row a person excluded: pending, in every generation
+
+
 class Status(enum.StrEnum):
     """What happened to one input row (the `status` column of the results workbook)."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .calls import Calls, Selection
 from .errors import InputFileError
-from .models import CallRequest, Outcome, RowResults, Status
+from .models import EXCLUDED_MESSAGE, CallRequest, Outcome, RowResults, Status
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from .loading import Table
     from .prior import Given
 
-EXCLUDED_MESSAGE = "excluded in the page; not sent"
 EDITABLE = ("callID", "logID", "disposition", "notes")
 #: Spreadsheet row number -> {field: new text}: cells a person changed before sending (the ops page).
 Edits = Mapping[int, Mapping[str, str]]
@@ -63,7 +62,9 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     """Validate every row and decide which to send; the rest get their status now.
 
     `edits` (row number -> {field: text}) replace cells before the rules judge them; `excluded` rows
-    (row numbers) are not sent (pending). What earlier runs say (the ledger through
+    (row numbers) are not sent (pending); None (the command line) means the rows a results workbook
+    given back has as excluded in the page, which stay out until a person includes them (clearing the
+    status cell in the file, or unticking the box in the page). What earlier runs say (the ledger through
     `history(call_ids)`, and the status column of a results workbook given back) is weighed by
     `prior.decide`: the ledger is the truth about what was sent; only --force sends a call it has as
     disposed.
@@ -75,7 +76,7 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
     validation = validate(table, allowed, settings.call_id_pattern)
     for index, message in validation.messages.items():
         results.set(index, Outcome(Status.INVALID, message))
-    left_out = {row_index(table, row) for row in excluded or ()}
+    left_out = {row_index(table, row) for row in (table.prior_excluded if excluded is None else excluded)}
     for index in left_out:
         results.set(index, Outcome(Status.PENDING, EXCLUDED_MESSAGE))
     requests: Calls | Selection = validation.requests

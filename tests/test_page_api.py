@@ -346,6 +346,32 @@ def test_send_the_rest_again_keeps_a_row_the_person_excluded_out(make_page, simu
     assert "1001" not in sim.stats.received and sim.stats.received["1003"] == 2
 
 
+def test_a_row_excluded_in_the_page_stays_out_when_its_workbook_goes_through_the_cli(make_page, simulator, cli,  # type: ignore[no-untyped-def]
+                                                                                     tmp_path) -> None:
+    """The page's results workbook run again by `run` (or dropped into a sweep's inbox) does not end the call a
+    person excluded; upload it to the page and the row is excluded there too, its box ticked; clear its status
+    cell in the file, and the next run sends it."""
+    from openpyxl import load_workbook
+
+    sim = simulator()
+    page = make_page(sim)
+    upload = page.upload(write_csv(tmp_path / "calls.csv", rows_of(3))).json()
+    page.request("PATCH", f"/api/files/{upload['id']}/rows/3", json={"excluded": True})
+    view = page.wait(page.request("POST", f"/api/files/{upload['id']}/run").json()["run"])
+    results = Path(view["results"])
+    ledger = ["--ledger", page.settings.ledger_path, "--base-url", sim.base_url]
+    again = cli("run", results, *ledger, "--json")
+    assert again.json()["counts"]["pending"] == 1 and "1001" not in sim.stats.received, again.err
+    in_page = page.upload(Path(again.json()["results"])).json()
+    assert in_page["excluded"] == [3] and in_page["to_send"] == 0
+    workbook = load_workbook(again.json()["results"])
+    sheet = workbook["Results"]
+    sheet.cell(3, 1).value = None  # the person clears the status of row 3: send it after all
+    workbook.save(tmp_path / "include.xlsx")
+    included = cli("run", tmp_path / "include.xlsx", *ledger, "--json")
+    assert included.json()["counts"]["disposed"] == 1 and sim.stats.received["1001"] == 1, included.err
+
+
 def test_a_run_that_stops_by_itself_says_why_in_plain_words(make_page, simulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A server that refuses every connection, and one that rejects the token: the run's state says why it
     stopped (not just "Stopped."), the progress line counts calls disposed (not rows attempted), and "Send the
