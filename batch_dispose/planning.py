@@ -91,7 +91,8 @@ def plan(table: Table, settings: Settings, allowed: Sequence[str] | None,
         warnings.append("There is no notes column (--no-notes): every call is sent with empty notes.")
     if table.ignored:
         warnings.append(f"{table.ignored:,} row{'s' if table.ignored != 1 else ''} had no call data and "
-                        f"{'were' if table.ignored != 1 else 'was'} ignored (totals, or only other columns filled).")
+                        f"{'were' if table.ignored != 1 else 'was'} ignored (totals, repeated headers, lines of text, "
+                        f"or only other columns filled).")
     to_send, notes, resent_unknown, changed = _settle_by_history(table, settings, requests, results, history)
     if changed:
         warnings.append(f"skipped with different content: {changed} (already disposed, but the file now says "
