@@ -433,7 +433,7 @@ def _first_filled(raw: Row, results_at: frozenset[int]) -> object:
     return None
 
 
-_COUNT_AFTER = re.compile(r"[\s:=-]*[\d.,]*\s*$")
+_COUNT_AFTER = re.compile(r"(?:\s*[:=]|\s)\s*[\d.,]*\s*$")  # ": 3", " = 1,204", " 3", ":"; never "-123" (an ID)
 
 
 def _footer_word(text: str) -> bool:

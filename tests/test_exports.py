@@ -240,10 +240,13 @@ def test_a_results_workbook_sorted_by_hand_says_its_row_numbers_moved(cli, sim, 
 
 
 def test_a_row_called_total_with_call_data_beside_it_is_still_judged(tmp_path: Path) -> None:
-    """`Total` beside a disposition text is not a footer: the row is checked (and found invalid)."""
-    source = write_csv(tmp_path / "f.csv", [["1", "2", "Interested", "n"], ["Total", "x", "Callback", "a note"]])
+    """`Total` beside a disposition text is not a footer: the row is checked (and found invalid). Nor is a call
+    whose ID begins with a footer's word (`COUNT-123`, `Total-7`) and whose disposition was left blank: it is an
+    invalid row saying what is missing, never silently ignored."""
+    source = write_csv(tmp_path / "f.csv", [["1", "2", "Interested", "n"], ["Total", "x", "Callback", "a note"],
+                                            ["COUNT-123", "5001", "", ""], ["Total-7", "", "", ""]])
     table = load(source)
-    assert table.rows == [2, 3] and table.ignored == 0
+    assert table.rows == [2, 3, 4, 5] and table.ignored == 0
 
 
 def test_call_id_pattern_makes_other_ids_invalid_with_a_sentence(cli, sim, tmp_path: Path) -> None:
