@@ -129,7 +129,7 @@ _EXCEL_TEXT = re.compile(r'="((?:[^"]|"")*)"', re.DOTALL)
 def _as_shown(cell: str) -> str:
     """A CSV cell written as `="0054000001"` (how exports keep Excel from dropping leading zeros or
     rounding long IDs) is the text Excel shows: `0054000001`."""
-    match = _EXCEL_TEXT.fullmatch(cell)
+    match = _EXCEL_TEXT.fullmatch(cell.strip())
     return match.group(1).replace('""', '"') if match else cell
 
 

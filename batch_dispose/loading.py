@@ -46,6 +46,7 @@ WIDTH_SAMPLE = 500  # call rows looked at to size the workbook's columns
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xls": "xls", ".ods": "ods"}
 #: First cells that make a row a footer when only numbers stand beside them.
+_EXCLUDED_MARK = EXCLUDED_MESSAGE.split(";")[0]  # "excluded in the page", wherever the message has it
 FOOTER_WORDS = frozenset({"total", "totals", "grand total", "grandtotal", "subtotal", "sub total", "count",
                           "sum", "total calls", "count of calls"})
 
@@ -365,8 +366,8 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
         log_kinds("" if type(values[1]) in plain else cell_kind(values[1]))
         if prior_status is not None:
             prior_status.append(cell_text(get(raw, status_pos)).strip().lower())  # type: ignore[arg-type]
-            if prior_status[-1] == "pending" and message_pos is not None and cell_text(
-                    get(raw, message_pos)).startswith(EXCLUDED_MESSAGE):  # type: ignore[arg-type]
+            if prior_status[-1] == "pending" and message_pos is not None and _EXCLUDED_MARK in cell_text(
+                    get(raw, message_pos)).casefold():  # type: ignore[arg-type]  # a note added beside it too
                 prior_excluded.append(number)  # a person excluded it: it stays out until they include it
         if prior_finished is not None:
             prior_finished.append(cell_text(get(raw, finished_pos)))  # type: ignore[arg-type]

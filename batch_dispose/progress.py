@@ -254,7 +254,8 @@ STOP_LINES = {
     "run the results workbook again later",
     "unreachable": "stopped: could not connect to the server{cause}; check --subdomain / --base-url and the "
     "network, then run the results workbook again",
-    "unresponsive": "stopped: the server stopped answering (many requests in a row got no usable reply); "
+    "unresponsive": "stopped: the server stopped answering usably (many requests in a row got no reply, or not "
+    "the API's); "
     "check the unknown rows in Ryng, then run the results workbook again",
     "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",
     "strict": "stopped: --strict and the file has invalid rows; nothing was sent",

@@ -382,8 +382,8 @@ STOP_MESSAGES = {
     StopReason.UNAVAILABLE: "not sent: the run stopped because the server looks unavailable "
     "(it kept asking us to retry, and served nothing meanwhile); safe to re-run",
     StopReason.UNREACHABLE: "not sent: the run stopped because the server could not be reached; safe to re-run",
-    StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering "
-    "(many requests in a row got no usable reply); safe to re-run",
+    StopReason.UNRESPONSIVE: "not sent: the run stopped because the server stopped answering usably "
+    "(many requests in a row got no reply, or not the API's); safe to re-run",
     StopReason.INTERRUPTED: "not sent: the run was interrupted; safe to re-run",
     StopReason.STRICT: "not sent: --strict and the file has invalid rows; fix them and run again",
 }

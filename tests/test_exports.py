@@ -511,10 +511,12 @@ def test_excel_text_cells_in_a_csv_are_read_as_excel_shows_them(cli, sim, tmp_pa
     text Excel shows, and the results workbook shows that text too."""
     source = tmp_path / "export.csv"
     source.write_text('Call ID,Log ID,Disposition,Remarks\n="0054000001",="1001",Interested,"said ""yes"""\n'
-                      '="0054000002",1002,Callback,="a ""quoted"" word"\n', encoding="utf-8")
+                      '="0054000002",1002,Callback,="a ""quoted"" word"\n ="0054000003" ,1003,Busy,\n',
+                      encoding="utf-8")
     result = cli("run", source, *_base(sim), "--json")
     assert result.code == 0, result.err
     assert _sent(sim) == {"0054000001": {"logID": 1001, "dispositionName": "Interested", "notes": 'said "yes"'},
-                          "0054000002": {"logID": 1002, "dispositionName": "Callback", "notes": 'a "quoted" word'}}
+                          "0054000002": {"logID": 1002, "dispositionName": "Callback", "notes": 'a "quoted" word'},
+                          "0054000003": {"logID": 1003, "dispositionName": "Busy", "notes": ""}}
     sheet = load_workbook(result.json()["results"])["Results"]
     assert [sheet.cell(row, 3).value for row in (2, 3)] == ["0054000001", "0054000002"]

@@ -366,6 +366,10 @@ def test_a_row_excluded_in_the_page_stays_out_when_its_workbook_goes_through_the
     assert in_page["excluded"] == [3] and in_page["to_send"] == 0
     workbook = load_workbook(again.json()["results"])
     sheet = workbook["Results"]
+    sheet.cell(3, 2).value = "Checked by Bob, leave it: " + sheet.cell(3, 2).value  # a note beside the tool's words
+    workbook.save(tmp_path / "noted.xlsx")
+    noted = cli("run", tmp_path / "noted.xlsx", *ledger, "--json")
+    assert noted.json()["counts"]["pending"] == 1 and "1001" not in sim.stats.received, noted.err
     sheet.cell(3, 1).value = None  # the person clears the status of row 3: send it after all
     workbook.save(tmp_path / "include.xlsx")
     included = cli("run", tmp_path / "include.xlsx", *ledger, "--json")

@@ -172,7 +172,8 @@ STOPPED = {
                    "was sent. Send the rest again later.",
     "unreachable": "Stopped: could not connect to the server{cause}, so nothing more was sent. Check the network "
                    "(or ask whoever runs the page), then send the rest again.",
-    "unresponsive": "Stopped: the server stopped answering (many requests in a row got no reply it could use). "
+    "unresponsive": "Stopped: the server stopped answering usably (many requests in a row got no reply, or a "
+                    "reply that is not Ryng's). "
                     "Check the unknown rows in Ryng before sending anything again.",
     "interrupted": "Stopped: the page's server was shut down during the run; the rows not sent are pending.",
     "strict": "Stopped: the file has invalid rows and the page is set to send nothing then.",
