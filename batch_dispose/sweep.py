@@ -5,10 +5,12 @@ in name order, holding the ledger's lock throughout. A file that was run moves t
 that cannot be used moves to `INBOX/rejected/` with `NAME.reason.txt` beside it. Moving is the last
 step: a crash leaves the file in the inbox for the next sweep, and the ledger keeps its rows from
 being sent twice. A run that stopped early (token rejected, server unavailable, interrupted) also
-leaves its file in the inbox, so the next sweep finishes it; the sweep then stops. So does a file whose
-every attempted row failed without taking effect (could not connect, busy to the last attempt): too small
-to spend the run's retry budget, it meets the same outage. A file with only some such rows stays in the
-inbox too (the next sweep sends them; the ledger skips the rest), and the sweep goes on. A file whose
+leaves its file in the inbox, so the next sweep finishes it; the sweep then stops. A file whose every
+attempted row failed without taking effect (could not connect, busy to the last attempt), too small to
+spend the run's retry budget, stays in the inbox too; the sweep goes on to the next file (a blip of a few
+seconds costs that file a night, not every file), and stops at the second such file in a row. A file with
+only some such rows stays in the inbox (the next sweep sends them; the ledger skips the rest), and the
+sweep goes on. A file whose
 content changed while it was run (size, modification time or SHA-256 differ from when the sweep
 took it) also stays, for the next sweep: the new content was not all sent. A file that vanished
 during the sweep is said so, never a traceback.
@@ -120,6 +122,7 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
         return result
     stop = stop or asyncio.Event()
     taken = {path: Fingerprint.of(path) for path in ready}
+    outage = _Outage()
 
     def moved(file_result: FileResult) -> None:
         path = file_result.input_path
@@ -133,7 +136,9 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
                                           f"sends what the new content adds."))
         elif (reason := _left_for_next_sweep(file_result)) is not None:
             if file_result.stop_reason is None and file_result.results_path is not None:  # said here, not by its run
-                result.files.append(SweptFile(file_result, None, f"{path}: {SMALL_FILE_STOPS[reason]}", reason))
+                said = SMALL_FILE_STOPS[reason] if outage.stopped or reason is not StopReason.UNREACHABLE else \
+                    "no row could be sent (the server could not be reached); left in the inbox for the next sweep"
+                result.files.append(SweptFile(file_result, None, f"{path}: {said}", reason))
             else:
                 result.files.append(SweptFile(file_result, None))
         elif file_result.unavailable:
@@ -149,8 +154,31 @@ async def sweep(inbox: Path, settings: Settings, token: Secret, *, reporter: Rep
                                               f"ledger skips what was sent."))
 
     await run_files(ready, settings, token, reporter=reporter, stop=stop, transport=transport, after_file=moved,
-                    stop_when=_left_for_next_sweep)
+                    stop_when=outage.stop_when)
     return result
+
+
+@dataclass
+class _Outage:
+    """When a small file's every row failed to connect (`_left_for_next_sweep`), the sweep goes on to the next
+    file: a server back after a blip of a few seconds still gets tonight's other files. A second such file in a
+    row means the server is down: the sweep stops there. (A file large enough for its run to stop on its own
+    stops the sweep at once, as before.)"""
+
+    in_a_row: int = 0
+    stopped: bool = False
+
+    def stop_when(self, result: FileResult) -> StopReason | None:
+        reason = _left_for_next_sweep(result)
+        if reason is StopReason.UNREACHABLE and result.stop_reason is None and result.results_path is not None:
+            self.in_a_row += 1
+            self.stopped = self.in_a_row >= OUTAGE_FILES
+            return reason if self.stopped else None
+        self.in_a_row = 0
+        return reason
+
+
+OUTAGE_FILES = 2  # small files in a row that no request reached: the server is down, the sweep stops
 
 
 SMALL_FILE_STOPS = {  # a file too small for its run to stop on its own, that stopped the sweep all the same

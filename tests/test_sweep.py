@@ -252,25 +252,52 @@ def test_wrong_token_on_a_small_file_still_leaves_it_in_the_inbox(cli, sim, tmp_
 def test_small_files_during_an_outage_stay_in_the_inbox_and_the_next_sweep_sends_them(cli, sim,
                                                                                        tmp_path: Path) -> None:
     """Nothing listening: a file too small to spend the retry budget (its rows give up one by one) stays in the
-    inbox like a run that stopped early, the sweep stops there, and the next sweep, with the server back,
-    sends every row once and files both."""
+    inbox like a run that stopped early; the sweep goes on to the next file (a blip costs one file a night), and
+    stops at the second such file in a row. The next sweep, with the server back, sends every row once."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    _age(write_csv(inbox / "a.csv", rows_of(3, start=1000)), write_csv(inbox / "b.csv", rows_of(3, start=2000)))
+    _age(write_csv(inbox / "a.csv", rows_of(3, start=1000)), write_csv(inbox / "b.csv", rows_of(3, start=2000)),
+         write_csv(inbox / "c.csv", rows_of(3, start=3000)))
     down = cli("sweep", inbox, "--base-url", f"http://127.0.0.1:{free_port()}", "--retries", "1", "--json")
     assert down.code == 1, down.err
     files = {Path(item["file"]).name: item for item in down.json()["files"]}
     assert files["a.csv"]["moved_to"] is None and files["a.csv"]["counts"]["failed"] == 3
     assert files["a.csv"]["stop_reason"] == "unreachable"  # the JSON line tells "server down" from "bad rows"
-    assert "a.csv: no row could be sent (the server could not be reached); left in the inbox" in down.err
-    assert files["b.csv"]["moved_to"] is None and "error" not in files["b.csv"]  # not run is not unusable
-    assert files["b.csv"]["stopped"] == ("not run: the sweep stopped before this file (unreachable); it stays in "
+    assert files["a.csv"]["note"].endswith("a.csv: no row could be sent (the server could not be reached); left in "
+                                           "the inbox for the next sweep")
+    assert files["b.csv"]["note"].endswith("left in the inbox, and the sweep stopped: the next sweep sends it")
+    assert files["c.csv"]["moved_to"] is None and "error" not in files["c.csv"]  # not run is not unusable
+    assert files["c.csv"]["stopped"] == ("not run: the sweep stopped before this file (unreachable); it stays in "
                                          "the inbox for the next sweep")
-    assert _spreadsheets_in(inbox) == ["a.csv", "b.csv"] and not (inbox / "done").exists()
+    assert _spreadsheets_in(inbox) == ["a.csv", "b.csv", "c.csv"] and not (inbox / "done").exists()
     back = cli("sweep", inbox, "--base-url", sim.base_url, "--json")
     assert back.code == 0, back.err
-    assert _names(inbox / "done") == {"a.csv", "b.csv"} and _spreadsheets_in(inbox) == []
-    assert sorted(sim.stats.received.values()) == [1] * 6
+    assert _names(inbox / "done") == {"a.csv", "b.csv", "c.csv"} and _spreadsheets_in(inbox) == []
+    assert sorted(sim.stats.received.values()) == [1] * 9
+
+
+def test_a_blip_at_the_start_of_a_sweep_costs_the_first_file_a_night_not_every_file(tmp_path: Path) -> None:
+    """The server refuses connections for the first file's attempts only (a restart at midnight): that file stays
+    in the inbox for the next sweep, and the files after it are sent and filed tonight."""
+    import httpx
+
+    refused = [6]  # a.csv: 3 rows x (1 + --retries 1) attempts
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if refused[0]:
+            refused[0] -= 1
+            raise httpx.ConnectError("connection refused by 127.0.0.1:443")
+        return httpx.Response(200, json={"error": False, "message": "Call disposed and ended.", "data": {}})
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _age(write_csv(inbox / "a.csv", rows_of(3, start=1000)), write_csv(inbox / "b.csv", rows_of(3, start=2000)),
+         write_csv(inbox / "c.csv", rows_of(3, start=3000)))
+    settings = Settings(base_url="https://acme.ryng.in", retries=1, reports_dir=tmp_path / "reports")
+    swept = asyncio.run(sweep(inbox, settings, Secret(TOKEN), transport=httpx.MockTransport(answer)))
+    assert _spreadsheets_in(inbox) == ["a.csv"] and _names(inbox / "done") == {"b.csv", "c.csv"}
+    assert [item.result.counts[Status.DISPOSED] for item in swept.files] == [0, 3, 3]
+    assert "left in the inbox for the next sweep" in str(swept.files[0].note) and int(swept.exit_code) == 1
 
 
 def test_a_file_with_a_row_the_server_kept_refusing_stays_for_the_next_sweep(cli, simulator, tmp_path: Path) -> None:
