@@ -274,12 +274,13 @@ class Runner:
         for PROGRESS_GRACE_S are deferrals paid too; after OUTAGE_S without one, the run stops.
         """
         state, attempts, failures, deferrals, stale, key = self._state, 0, 0, 0, 0, id(call)
+        verdict: Verdict | None = None  # the last attempt's, for a row the run stops before its next attempt
         while True:
             attempts += 1
             async with self._slots:
                 await self._paced()
                 if self._stopping():  # stopped while this row waited for its turn: it is not sent
-                    return self._record(call, _pending(attempts - 1, self._state.stop_reason))
+                    return self._record(call, _pending(attempts - 1, self._state.stop_reason, verdict))
                 state.sending[key] = self._clock()
                 try:
                     verdict = await self._sender.attempt(call)

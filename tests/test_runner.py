@@ -235,6 +235,28 @@ def test_a_request_refused_on_a_connection_the_server_had_closed_goes_again_at_o
     assert endless.attempts["C0"] == MAX_DEFERRALS + 1 and stuck.outcomes["C0"].status is Status.FAILED
 
 
+def test_a_row_the_run_stops_before_its_retry_says_what_its_last_attempt_ran_into() -> None:
+    """A row that could not connect, then finds the run stopping just as its retry would start: pending, and its
+    message says its attempt could not connect and why, never that the server "answered 'busy, retry later'"."""
+    stop = asyncio.Event()
+    sleeps = Sleeps()
+
+    class StopsAtTheRetry(Pacer):  # the run is told to stop while the row waits its turn to try again
+        async def wait(self) -> None:
+            if sender.attempts["C0"]:
+                stop.set()
+            await super().wait()
+
+    failing = Verdict(Status.FAILED, "could not connect to the server (connection refused by 127.0.0.1:9)", None,
+                      retry=True, cause="connection refused by 127.0.0.1:9")
+    sender = FakeSender(lambda call, attempt: failing)
+    result = run(sender, rows(1), retries=3, sleep=sleeps, stop=stop,
+                 pacer=StopsAtTheRetry(None, clock=lambda: sleeps.now, sleep=sleeps.pass_time))
+    outcome = result.outcomes["C0"]
+    assert (outcome.status, outcome.attempts, sender.attempts["C0"]) == (Status.PENDING, 1, 1)
+    assert outcome.message.endswith("(1 attempt could not connect: connection refused by 127.0.0.1:9)"), outcome.message
+
+
 @pytest.mark.parametrize("retries", [0, 1, 3, 5])
 @pytest.mark.parametrize("answer", [UNAVAILABLE, NO_CONNECT], ids=["503", "connect"])
 def test_retry_verdicts_are_retried_up_to_retries_then_fail(retries: int, answer: Verdict) -> None:
