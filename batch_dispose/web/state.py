@@ -59,8 +59,8 @@ class PageState:
         with upload.lock:
             if upload.table is None:
                 upload.table = service.load(upload.path, settings)
-                if upload.checked is None and not upload.excluded:  # a results workbook with rows excluded
-                    upload.excluded = set(upload.table.prior_excluded)  # in the page: they stay out, untickable
+                if upload.checked is None and not upload.excluded:  # a results workbook with rows excluded in
+                    upload.excluded = set(upload.table.prior_excluded)  # the page: they stay out (boxes ticked)
             upload.checked = service.check(upload.table, settings, self.allowed(), edits=dict(upload.edits),
                                            excluded=set(upload.excluded))
             return upload.checked
