@@ -410,6 +410,7 @@ def _build(path: Path, fmt: str, data: bytes, source: _Source, max_rows: int, ma
 
 def _any_value(raw: Row) -> bool:
     values = raw.values() if isinstance(raw, dict) else raw
+    # `_filled` written out: this runs for every row of a million helper-only rows
     return any(value is not None and (not isinstance(value, str) or value.strip()) for value in values)
 
 
@@ -425,13 +426,18 @@ def _maybe_footer(raw: Row, cells: list[str], results_at: frozenset[int] = froze
 
 
 def _first_filled(raw: Row, results_at: frozenset[int]) -> object:
+    """The row's first cell that holds something, a results workbook's own columns left out; None if none."""
     first = get(raw, 0)  # most rows begin in column A: no scan
-    if 0 not in results_at and first is not None and (not isinstance(first, str) or first.strip()):
+    if 0 not in results_at and _filled(first):
         return first
     for position, value in grids.items(raw):
-        if position not in results_at and value is not None and (not isinstance(value, str) or value.strip()):
+        if position not in results_at and _filled(value):
             return value
     return None
+
+
+def _filled(value: object) -> bool:
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
 
 
 _COUNT_AFTER = re.compile(r"(?:\s*[:=]|\s)\s*[\d.,]*\s*$")  # ": 3", " = 1,204", " 3", ":"; never "-123" (an ID)
@@ -464,11 +470,10 @@ def _is_footer(raw: Row, cells: list[str], results_at: frozenset[int] = frozense
     is text, so no call is taken for a footer. In a results workbook given back, its own columns (status,
     message "no call data: ignored", row...) are not looked at, so a footer stays a footer in every
     generation."""
-    filled = [(position, value) for position, value in grids.items(raw)
-              if value is not None and (not isinstance(value, str) or value.strip()) and position not in results_at]
-    if not filled:
+    first = _first_filled(raw, results_at)
+    if first is None:
         return False
-    if not _footer_word(cell_text(filled[0][1])) and not _footer_word(cells[0]):
+    if not _footer_word(cell_text(first)) and not _footer_word(cells[0]):
         return False
     return all(_numeric(cell) for cell in cells if cell.strip() and not _footer_word(cell))
 
