@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import Counter
@@ -217,8 +216,8 @@ def stop_line(result: FileResult, *, swept: bool = False) -> str:
     sweep the file stays in the inbox, so the advice is the next sweep, not running the workbook again."""
     assert result.stop_reason is not None
     cause = f" ({result.stop_cause})" if result.stop_cause else ""
-    line = STOP_LINES[result.stop_reason.value].format(cause=cause)
-    return _RUN_AGAIN.sub(SWEEP_AGAIN, line) if swept else line
+    what, again = STOP_LINES[result.stop_reason.value]
+    return what.format(cause=cause) + (SWEEP_AGAIN if swept and again else again)
 
 
 def not_run_line(result: FileResult) -> str:
@@ -228,8 +227,7 @@ def not_run_line(result: FileResult) -> str:
            f"the next sweep"
 
 
-_RUN_AGAIN = re.compile(r"(, then |; )run the results workbook again( later)?$")
-SWEEP_AGAIN = "; the file stays in the inbox and the next sweep sends the rest"
+SWEEP_AGAIN = "; the file stays in the inbox and the next sweep sends the rest"  # a sweep's advice, for `run`'s
 
 
 def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:
@@ -247,18 +245,17 @@ def _grouped(problems: Sequence[tuple[int, str, str, str]]) -> list[str]:
     return lines
 
 
-STOP_LINES = {
-    "unauthorized": "stopped: the server rejected the access token 3 times in a row; check RYNG_ACCESS_TOKEN "
-    "or the token file, then run the results workbook again",
-    "unavailable": "stopped: the server looks unavailable (it kept answering 'busy, retry later'); "
-    "run the results workbook again later",
-    "unreachable": "stopped: could not connect to the server{cause}; check --subdomain / --base-url and the "
-    "network, then run the results workbook again",
-    "unresponsive": "stopped: the server stopped answering usably (many requests in a row got no reply, or not "
-    "the API's); "
-    "check the unknown rows in Ryng, then run the results workbook again",
-    "interrupted": "stopped: interrupted; the rows not sent are pending; run the results workbook again",
-    "strict": "stopped: --strict and the file has invalid rows; nothing was sent",
+STOP_LINES = {  # why a file's run stopped early, and what to do about it after `run` (a sweep says SWEEP_AGAIN)
+    "unauthorized": ("stopped: the server rejected the access token 3 times in a row; check RYNG_ACCESS_TOKEN "
+                     "or the token file", ", then run the results workbook again"),
+    "unavailable": ("stopped: the server looks unavailable (it kept answering 'busy, retry later')",
+                    "; run the results workbook again later"),
+    "unreachable": ("stopped: could not connect to the server{cause}; check --subdomain / --base-url and the "
+                    "network", ", then run the results workbook again"),
+    "unresponsive": ("stopped: the server stopped answering usably (many requests in a row got no reply, or not "
+                     "the API's); check the unknown rows in Ryng", ", then run the results workbook again"),
+    "interrupted": ("stopped: interrupted; the rows not sent are pending", "; run the results workbook again"),
+    "strict": ("stopped: --strict and the file has invalid rows; nothing was sent", ""),
 }
 
 
